@@ -1,0 +1,1 @@
+"""Inference backends: one module per server kind, plus the embedded engine."""

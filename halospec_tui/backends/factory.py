@@ -1,0 +1,48 @@
+"""Profile -> backend, and which draft channel each kind uses when the profile says `auto`."""
+
+from __future__ import annotations
+
+from halospec_tui.backends.base import Backend
+from halospec_tui.profile import Profile, ProfileError
+
+AUTO_CHANNEL = {
+    "embedded": "request",
+    "openai": "request",
+    "llamacpp": "request",
+    "lemonade": "reload",
+    "llamacpp-managed": "pool",
+    "vllm": "none",
+}
+ALLOWED_CHANNELS = {
+    "embedded": ("request", "none"),
+    "openai": ("request", "none"),
+    "llamacpp": ("request", "none"),
+    "lemonade": ("reload", "request", "none"),
+    "llamacpp-managed": ("pool", "restart", "request", "none"),
+    "vllm": ("none", "request"),
+}
+
+
+def resolve_channel(profile: Profile) -> str:
+    kind, channel = profile.backend.kind, profile.backend.draft_channel
+    if channel == "auto":
+        return AUTO_CHANNEL[kind]
+    if channel not in ALLOWED_CHANNELS[kind]:
+        raise ProfileError(
+            f"backend.draft_channel: {kind} supports {', '.join(ALLOWED_CHANNELS[kind])}, got {channel!r}"
+        )
+    return channel
+
+
+def make_backend(profile: Profile) -> Backend:
+    kind = profile.backend.kind
+    channel = resolve_channel(profile)
+    if kind == "embedded":
+        from halospec_tui.backends.embedded_backend import EmbeddedBackend
+
+        return EmbeddedBackend(profile, draft_channel=channel)
+    if kind == "openai":
+        from halospec_tui.backends.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(profile, draft_channel=channel)
+    raise ProfileError(f"backend.kind: {kind!r} is not available in this version")

@@ -1,0 +1,204 @@
+"""Any OpenAI-compatible chat server over HTTP: the client every HTTP backend builds on.
+
+It sends one non-streaming chat completion per step, retries with exponential backoff as
+HaloSpec did, and reads llama-server's `timings` (draft counters) when the server sends them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+
+from halospec_tui.backends.base import BackendUnavailable, Prompt, Reply
+from halospec_tui.backends.metrics import parse_spec_metrics
+from halospec_tui.profile import Profile
+
+
+def reply_text(body: dict[str, Any]) -> str:
+    """content, else reasoning_content, else text; what follows </think> (as HaloSpec)."""
+    try:
+        choice = body["choices"][0]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    msg = choice.get("message") or {}
+    text = msg.get("content") or msg.get("reasoning_content") or choice.get("text") or ""
+    if "</think>" in text:
+        text = text.split("</think>", 1)[1]
+    return text.strip()
+
+
+def _num(d: dict[str, Any], key: str, cast: type = float) -> Any:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return cast(v)
+
+
+def parse_reply(body: Any, latency_ms: float, attempts: int) -> Reply:
+    """Turn a decoded reply body into a Reply; a body without usage is a failed step."""
+    if not isinstance(body, dict):
+        return Reply(False, 0.0, error="malformed reply: not a JSON object", attempts=attempts)
+    if "error" in body and "choices" not in body:
+        return Reply(
+            False, 0.0, error=f"server error: {str(body['error'])[:200]}", attempts=attempts
+        )
+    usage = body.get("usage")
+    tokens = _num(usage, "completion_tokens", int) if isinstance(usage, dict) else None
+    if tokens is None:
+        return Reply(
+            False,
+            0.0,
+            error="reply has no usage.completion_tokens",
+            attempts=attempts,
+            text=reply_text(body),
+            raw=body,
+        )
+    t = body.get("timings") if isinstance(body.get("timings"), dict) else {}
+    return Reply(
+        success=True,
+        latency_ms=latency_ms,
+        tokens=tokens,
+        text=reply_text(body),
+        attempts=attempts,
+        prompt_n=_num(t, "prompt_n", int),
+        prompt_ms=_num(t, "prompt_ms"),
+        predicted_n=_num(t, "predicted_n", int),
+        predicted_ms=_num(t, "predicted_ms"),
+        predicted_per_second=_num(t, "predicted_per_second"),
+        draft_n=_num(t, "draft_n", int),
+        draft_n_accepted=_num(t, "draft_n_accepted", int),
+        raw=body,
+    )
+
+
+class OpenAICompatBackend:
+    """An already-running OpenAI-compatible server. Subclasses change paths and channels."""
+
+    kind = "openai"
+    chat_path = "/v1/chat/completions"
+    health_paths: tuple[str, ...] = ("/health", "/v1/models")
+    metrics_path = "/metrics"
+    default_url = "http://127.0.0.1:8080"
+
+    def __init__(
+        self, profile: Profile, *, url: str | None = None, draft_channel: str = "request"
+    ) -> None:
+        self.profile = profile
+        self.url = (url or profile.backend.url or self.default_url).rstrip("/")
+        self.draft_channel = draft_channel
+        self.model = profile.request.model
+        self._client: httpx.Client | None = None
+        self._current_k: int | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        env = self.profile.backend.api_key_env
+        key = os.environ.get(env, "") if env else ""
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            r = self.profile.request
+            self._client = httpx.Client(
+                base_url=self.url,
+                headers=self._headers(),
+                timeout=httpx.Timeout(r.timeout_s, connect=min(r.timeout_s, 10.0)),
+                limits=httpx.Limits(max_keepalive_connections=2, max_connections=4),
+            )
+        return self._client
+
+    def start(self) -> None:
+        """Check health before any mode starts; BackendUnavailable names the URL."""
+        timeout = self.profile.backend.health_timeout_s
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            for path in self.health_paths:
+                try:
+                    resp = self.client().get(path, timeout=min(5.0, timeout))
+                except httpx.HTTPError as e:
+                    last = f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__
+                    continue
+                if resp.status_code < 400:
+                    return
+                last = f"HTTP {resp.status_code} from {path}"
+            if time.monotonic() >= deadline:
+                raise BackendUnavailable(self.url, f"health check failed ({last})")
+            time.sleep(0.25)
+
+    def prepare_mode(self, mode: str, k: int | None) -> None:
+        self._current_k = k
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # --- requests ----------------------------------------------------------------------
+    def request_body(self, prompt: Prompt, k: int) -> dict[str, Any]:
+        r = self.profile.request
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt.text}],
+            "stream": False,
+            "max_tokens": r.max_tokens,
+            "temperature": r.temperature,
+            "top_p": r.top_p,
+            "stop": list(r.stop),
+            "seed": self.profile.run.seed,
+        }
+        if self.draft_channel == "request":
+            b = self.profile.backend
+            body[b.n_max_key] = k
+            if b.n_min_key:
+                body[b.n_min_key] = min(b.n_min, k)
+        return body
+
+    def url_for(self, k: int) -> str:
+        """Where a request with draft length k goes (the pool channel routes by k)."""
+        return self.chat_path
+
+    def complete(self, prompt: Prompt, k: int) -> Reply:
+        r = self.profile.request
+        body = self.request_body(prompt, k)
+        payload = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        delay = r.backoff_ms / 1000.0
+        error = ""
+        for attempt in range(1, r.attempts + 1):
+            t0 = time.perf_counter()
+            try:
+                resp = self.client().post(self.url_for(k), content=payload, headers=headers)
+                latency_ms = (time.perf_counter() - t0) * 1000.0
+            except httpx.TimeoutException:
+                error = f"timeout after {r.timeout_s:g} s"
+            except httpx.HTTPError as e:
+                error = f"{e.__class__.__name__}: {e}"
+            else:
+                if 200 <= resp.status_code < 300:
+                    try:
+                        decoded = resp.json()
+                    except ValueError:
+                        return Reply(False, 0.0, error="malformed JSON in reply", attempts=attempt)
+                    return parse_reply(decoded, latency_ms, attempt)
+                error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+            if attempt < r.attempts:
+                time.sleep(delay)
+                delay *= 2
+        return Reply(False, 0.0, error=error, attempts=r.attempts)
+
+    def metrics(self) -> dict[str, float] | None:
+        try:
+            resp = self.client().get(self.metrics_path, timeout=5.0)
+        except httpx.HTTPError:
+            return None
+        if resp.status_code != 200:
+            return None
+        return parse_spec_metrics(resp.text) or None
+
+    def describe(self) -> str:
+        return f"{self.kind} at {self.url}"

@@ -1,0 +1,166 @@
+"""Command line: argument parsing, exit codes; monitor or headless.
+
+Exit codes: 0 done, 1 internal error, 2 bad input (profile, arguments, results file),
+3 server not answering its health check, 130 interrupted (Ctrl+C / SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from halospec_tui import __version__
+from halospec_tui import profile as profile_mod
+
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_SERVER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+STOP_GRACE_S = 5.0
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"halospec-tui: {msg}", file=sys.stderr)
+    return code
+
+
+def default_profile_path() -> Path | None:
+    p = Path("profiles/default.toml")
+    return p if p.exists() else None
+
+
+def resolve_profile(path: str | None) -> profile_mod.Profile:
+    """--profile FILE, else ./profiles/default.toml, else the built-in embedded default."""
+    if path is None:
+        found = default_profile_path()
+        prof = profile_mod.load(found) if found else profile_mod.embedded_default()
+    else:
+        prof = profile_mod.load(path)
+    return profile_mod.apply_env(prof)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="halospec-tui",
+        description="Sweep speculative-decoding draft lengths against a local server and watch it live.",
+        epilog="subcommands: 'halospec-tui report RUN_FOLDER_OR_CSV' opens the summary of a finished run.",
+    )
+    ap.add_argument(
+        "--profile", metavar="FILE", help="run profile (TOML); default profiles/default.toml"
+    )
+    ap.add_argument("--out", metavar="DIR", help="run folder (default: <run.out_dir>/<timestamp>)")
+    ap.add_argument(
+        "--headless",
+        action="store_true",
+        help="no monitor: print a line per step, then the summary",
+    )
+    ap.add_argument("--version", action="version", version=f"halospec-tui {__version__}")
+    return ap
+
+
+def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
+    from halospec_tui.backends.base import BackendUnavailable
+    from halospec_tui.headless import HeadlessPrinter, format_summary
+    from halospec_tui.session import Session
+
+    session = Session.create(prof, out)
+    session.bus.subscribe(HeadlessPrinter())
+    interrupted = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        interrupted.set()
+        session.runner.cancel()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def work() -> None:
+        try:
+            session.start_backend()
+            session.run()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=work, name="sweep", daemon=True)
+    try:
+        worker.start()
+        while worker.is_alive() and not interrupted.is_set():
+            worker.join(0.2)
+        if interrupted.is_set():
+            worker.join(STOP_GRACE_S)  # the step in flight ends or is abandoned
+        err = outcome.get("error")
+        summary = None if isinstance(err, BackendUnavailable) else session.final_summary()
+    finally:
+        session.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    err = outcome.get("error")
+    if isinstance(err, BackendUnavailable):
+        return _fail(f"server not answering: {err.url} ({err.reason})", EXIT_SERVER)
+    print()
+    print(format_summary(summary or {}))
+    print(f"results: {session.run_dir}")
+    if interrupted.is_set():
+        print("interrupted: the summary covers the steps that finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if err is not None:
+        if isinstance(err, profile_mod.ProfileError):
+            return _fail(str(err), EXIT_INPUT)
+        import traceback
+
+        traceback.print_exception(err)
+        return _fail(f"internal error: {err.__class__.__name__}: {err}", EXIT_ERROR)
+    return EXIT_OK
+
+
+def cmd_report(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="halospec-tui report", description="Open the summary screen of a finished run."
+    )
+    ap.add_argument("path", help="run folder or results CSV (ours or the original HaloSpec's)")
+    ap.add_argument("--text", action="store_true", help="print the summary table instead")
+    args = ap.parse_args(argv)
+    from halospec_tui.core.results import ResultsFileError, find_csv, load_rows, summarize_rows
+
+    try:
+        rows = load_rows(find_csv(Path(args.path)))
+    except ResultsFileError as e:
+        return _fail(str(e), EXIT_INPUT)
+    if args.text or not sys.stdout.isatty():
+        from halospec_tui.headless import format_summary
+
+        print(format_summary(summarize_rows(rows)))
+        return EXIT_OK
+    from halospec_tui.tui.app import run_report
+
+    return run_report(Path(args.path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] == "report":
+            return cmd_report(argv[1:])
+        args = build_parser().parse_args(argv)
+        try:
+            prof = resolve_profile(args.profile)
+            if args.headless:
+                return run_headless(prof, args.out)
+            from halospec_tui.tui.app import run_monitor
+
+            return run_monitor(prof, args.out)
+        except profile_mod.ProfileError as e:
+            return _fail(str(e), EXIT_INPUT)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        from halospec_tui.core import procs
+
+        with contextlib.suppress(Exception):
+            procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

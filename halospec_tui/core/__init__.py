@@ -1,0 +1,1 @@
+"""The UI-free core: runner, controllers, statistics, load, results. Never imports textual."""

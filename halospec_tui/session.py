@@ -1,0 +1,120 @@
+"""One run, assembled: resolved profile, backend, run folder, writer, load injector, runner.
+
+The CLI's headless mode and the monitor both use a Session, so they run exactly the same
+sweep; only the subscribers differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from halospec_tui.backends.base import Backend
+from halospec_tui.backends.factory import make_backend
+from halospec_tui.core.events import EventBus, LoadChanged
+from halospec_tui.core.load import CpuSampler, LoadInjector
+from halospec_tui.core.prompts import PromptSchedule, load_prompts
+from halospec_tui.core.results import ResultsWriter, load_rows, summarize_rows, write_json
+from halospec_tui.core.runner import Runner
+from halospec_tui.profile import Profile, ProfileError
+
+
+def new_run_dir(parent: str | Path) -> Path:
+    base = Path(parent) / datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+class Session:
+    def __init__(
+        self, profile: Profile, run_dir: Path, backend: Backend, prompts: PromptSchedule
+    ) -> None:
+        self.profile = profile
+        self.run_dir = run_dir
+        self.backend = backend
+        self.bus = EventBus()
+        self.writer = ResultsWriter(run_dir)
+        self.bus.subscribe(self.writer, inline=True)
+        self.load = LoadInjector(cores=profile.load.cores, on_change=self._on_load_change)
+        self.cpu = CpuSampler()
+        self.runner = Runner(
+            profile,
+            backend,
+            self.bus,
+            prompts=prompts,
+            run_dir=run_dir,
+            load=self.load,
+            cpu_percent=self.cpu.sample,
+        )
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    @classmethod
+    def create(
+        cls, profile: Profile, out: str | Path | None = None, *, backend: Backend | None = None
+    ) -> Session:
+        """Validate everything a user can get wrong before writing anything."""
+        prompts = PromptSchedule(load_prompts(profile))
+        backend = backend or make_backend(profile)
+        if out is not None:
+            run_dir = Path(out)
+            if (run_dir / "results.csv").exists():
+                raise ProfileError(
+                    f"--out {run_dir}: already holds results.csv (expected a new or empty folder)"
+                )
+        else:
+            run_dir = new_run_dir(profile.run.out_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ProfileError(f"--out {run_dir}: cannot create ({e.strerror or e})") from None
+        profile.save(run_dir / "profile.toml")
+        return cls(profile, run_dir, backend, prompts)
+
+    def _on_load_change(self, on: bool, scheduled: bool, duration_s: float | None) -> None:
+        self.bus.publish(
+            LoadChanged(on=on, cores=self.load.cores, scheduled=scheduled, duration_s=duration_s)
+        )
+
+    def start_backend(self) -> None:
+        """Starts or checks the server; raises BackendUnavailable before any mode starts."""
+        self.backend.start()
+
+    def run(self) -> dict[str, Any]:
+        return self.runner.run()
+
+    def final_summary(self) -> dict[str, Any]:
+        """The runner's summary, or, if the runner could not finish (stuck in a request),
+        one rebuilt from the rows already on disk, so no finished step is lost."""
+        if self.runner.summary is not None:
+            return self.runner.summary
+        rows = load_rows(self.writer.csv_path)
+        summary = summarize_rows(
+            rows, self.profile, {"cancelled": True, "run_dir": str(self.run_dir)}
+        )
+        done = {m["mode"]: m for m in self.runner.mode_summaries}
+        for m in summary["modes"]:
+            if m["mode"] in done and "draft_control" in done[m["mode"]]:
+                m["draft_control"] = done[m["mode"]]["draft_control"]
+        write_json(self.writer.summary_path, summary)
+        return summary
+
+    def close(self) -> None:
+        """Stop burners and servers, flush files; idempotent, any thread."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.runner.cancel()
+        with contextlib.suppress(Exception):
+            self.load.close()
+        with contextlib.suppress(Exception):
+            self.backend.close()
+        self.bus.close()
+        self.writer.close()

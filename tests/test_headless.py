@@ -1,0 +1,167 @@
+"""End to end: the real CLI as a child process, the embedded engine over real HTTP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.helpers import wait_gone
+
+CLI = [sys.executable, "-m", "halospec_tui"]
+
+
+def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=ROOT, timeout=120, **kw
+    )  # type: ignore[call-overload]
+
+
+@pytest.mark.slow
+def test_quick_profile_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*CLI, "--headless", "--profile", "profiles/quick.toml", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert wait_gone(proc.pid) == []
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 8 * 5 + 40
+    assert list(rows[0])[:8] == [
+        "global_step",
+        "step",
+        "mode",
+        "phase",
+        "draft_length",
+        "success",
+        "latency_ms",
+        "tokens",
+    ]
+    assert [r["global_step"] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
+    # the draft length really changed what the server did
+    for r in rows:
+        assert r["success"] == "1", r["error"]
+        assert r["draft_n"] != "" and float(r["observed_k"]) <= int(r["draft_length"]) + 1e-9
+    adaptive = [r for r in rows if r["mode"] == "adaptive"]
+    phases = [r["phase"] for r in adaptive]
+    assert {"steady", "load", "recovery"} <= set(phases)
+    assert phases.index("steady") < phases.index("load") < phases.index("recovery")
+    steady = [float(r["latency_ms"]) for r in adaptive if r["phase"] == "steady"]
+    load = [float(r["latency_ms"]) for r in adaptive if r["phase"] == "load"]
+    assert median(load) > median(steady)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [m["mode"] for m in summary["modes"]] == [f"fixed_{k}" for k in range(1, 9)] + [
+        "adaptive"
+    ]
+    for key in (
+        "mode",
+        "steps",
+        "successes",
+        "failures",
+        "success_rate",
+        "avg_ms",
+        "median_ms",
+        "p95_ms",
+        "min_ms",
+        "max_ms",
+        "stddev_ms",
+        "tokens_per_s",
+        "score",
+        "acceptance",
+        "draft_changes",
+        "convergence_step",
+        "phases",
+        "categories",
+        "draft_control",
+    ):
+        assert key in summary["modes"][0], key
+    assert all(m["draft_control"]["verdict"] == "applied" for m in summary["modes"])
+    assert summary["winner"] in [m["mode"] for m in summary["modes"]]
+    assert (summary["profile"], summary["backend"]) == ("quick", "embedded")
+    assert (out / "profile.toml").exists() and (out / "responses.jsonl").exists()
+    assert "winner" in stdout and "adaptive:" in stdout
+
+
+def test_bad_profile_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run]\nwarmup = 'lots'\n")
+    out = tmp_path / "out"
+    r = _run(["--headless", "--profile", str(bad), "--out", str(out)])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "run.warmup" in lines[0] and str(bad) in lines[0]
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_not_toml_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("this is = = not toml")
+    r = _run(["--headless", "--profile", str(bad)])
+    assert r.returncode == 2 and "not valid TOML" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unreachable_server_exits_3_before_any_mode(tmp_path: Path) -> None:
+    prof = tmp_path / "p.toml"
+    prof.write_text(
+        '[backend]\nkind = "openai"\nurl = "http://127.0.0.1:9"\nhealth_timeout_s = 0.5\n'
+    )
+    r = _run(["--headless", "--profile", str(prof), "--out", str(tmp_path / "o")])
+    assert r.returncode == 3
+    assert "http://127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
+    assert "==" not in r.stdout  # no mode started
+    assert (
+        not (tmp_path / "o" / "results.csv").exists()
+        or len((tmp_path / "o" / "results.csv").read_text().splitlines()) <= 1
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_keeps_rows_prints_summary_exits_130(tmp_path: Path, sig: int) -> None:
+    prof = tmp_path / "p.toml"
+    prof.write_text(
+        '[run]\nmodes = ["fixed_2", "adaptive"]\nwarmup = 0\nsteps_fixed = 1000\n'
+        'cooldown_s = 0.05\n[load]\nscheduled = true\nmodes = ["fixed_2"]\nstart_step = 2\n'
+        "cores = 1\n"
+    )
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*CLI, "--headless", "--profile", str(prof), "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        csvp = out / "results.csv"
+        if csvp.exists() and len(csvp.read_text().splitlines()) > 6:
+            break
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    os.kill(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 5.0
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "winner" in stdout
+    assert wait_gone(proc.pid) == []
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) >= 5
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["modes"][0]["steps"] == len(rows)
+    assert summary["cancelled"] is True
