@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="halospec-tui",
         description="Sweep speculative-decoding draft lengths against a local server and watch it live.",
-        epilog="subcommands: 'halospec-tui report RUN_FOLDER_OR_CSV' opens the summary of a finished run.",
+        epilog="subcommands: 'halospec-tui report RUN_FOLDER_OR_CSV' opens the summary of a finished run; "
+        "'halospec-tui evaluate --profile FILE [--runs N]' compares every fixed k and controller.",
     )
     ap.add_argument(
         "--profile", metavar="FILE", help="run profile (TOML); default profiles/default.toml"
@@ -55,6 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--headless",
         action="store_true",
         help="no monitor: print a line per step, then the summary",
+    )
+    disc = ap.add_argument_group("finding a server")
+    disc.add_argument(
+        "--discover",
+        action="store_true",
+        help="probe the usual local addresses (Lemonade, llama-server, vLLM, LM Studio), list "
+        "what answers and write a profile for the one picked",
+    )
+    disc.add_argument(
+        "--pick", type=int, metavar="N", help="with --discover: the server to write a profile for"
+    )
+    disc.add_argument(
+        "--write",
+        metavar="FILE",
+        help="with --discover: where (default profiles/discovered-KIND.toml)",
+    )
+    disc.add_argument(
+        "--address",
+        action="append",
+        metavar="URL",
+        help="with --discover: probe URL instead (repeatable)",
+    )
+    disc.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="with --discover: per probe (0.5 s)",
     )
     ap.add_argument("--version", action="version", version=f"halospec-tui {__version__}")
     return ap
@@ -138,12 +167,83 @@ def cmd_report(argv: list[str]) -> int:
     return run_report(Path(args.path))
 
 
+def cmd_evaluate(argv: list[str]) -> int:
+    """Every fixed k and every listed controller on the profile's scenario, N seeded runs."""
+    ap = argparse.ArgumentParser(
+        prog="halospec-tui evaluate",
+        description="Run every fixed k (scenario.fixed_k) and every adaptive mode of the "
+        "profile on its scenario, seeded, and compare them per segment (docs/controllers.md).",
+    )
+    ap.add_argument("--profile", metavar="FILE", help="profile with a [scenario] section")
+    ap.add_argument("--out", metavar="DIR", help="folder (default: <run.out_dir>/eval-<time>)")
+    ap.add_argument("--runs", type=int, default=1, metavar="N", help="runs, seeds seed..seed+N-1")
+    ap.add_argument("--steps", action="store_true", help="print a line per step")
+    args = ap.parse_args(argv)
+    if args.runs < 1:
+        return _fail(f"--runs: expected at least 1, got {args.runs}", EXIT_INPUT)
+    from halospec_tui.core import evaluate as ev_mod
+    from halospec_tui.core.events import ModeFinished, Notice
+    from halospec_tui.headless import HeadlessPrinter
+    from halospec_tui.session import new_run_dir
+
+    try:
+        prof = resolve_profile(args.profile)
+        if args.out:
+            out = Path(args.out)
+        else:
+            stamp = new_run_dir(prof.run.out_dir)
+            out = stamp.with_name(f"eval-{stamp.name}")
+        printer = HeadlessPrinter() if args.steps else None
+
+        def on_event(e: Any) -> None:
+            if printer is not None:
+                printer(e)
+            elif isinstance(e, ModeFinished):
+                s = e.summary
+                tps = s.get("tokens_per_s")
+                print(
+                    f"   {e.mode:>20}: {s.get('steps', 0)} steps, "
+                    f"{'-' if tps is None else f'{tps:.1f}'} tok/s, "
+                    f"k {s.get('k_values', {}).get('mean') or 0:.2f} mean",
+                    flush=True,
+                )
+            elif isinstance(e, Notice) and e.level == "error":
+                print(f"   !! {e.text}", flush=True)
+
+        def on_term(signum: int, frame: Any) -> None:  # SIGTERM as Ctrl+C: stop cleanly
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGTERM, on_term)
+        try:
+            result = ev_mod.run_evaluation(prof, out, args.runs, on_event=on_event)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+    except profile_mod.ProfileError as e:
+        return _fail(str(e), EXIT_INPUT)
+    if not result.get("runs"):
+        return _fail("no evaluation run finished", EXIT_ERROR)
+    print()
+    print(ev_mod.format_evaluation(result))
+    print()
+    print(ev_mod.k_tracking_plots(result))
+    print(f"evaluation: {out / 'evaluation.json'} (k-tracking plots: run-*/k_tracking.txt)")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] == "report":
             return cmd_report(argv[1:])
+        if argv and argv[0] == "evaluate":
+            return cmd_evaluate(argv[1:])
         args = build_parser().parse_args(argv)
+        if args.discover:
+            from halospec_tui.backends.discover import run_cli
+
+            return run_cli(
+                addresses=args.address, pick=args.pick, write=args.write, timeout=args.probe_timeout
+            )
         try:
             prof = resolve_profile(args.profile)
             if args.headless:

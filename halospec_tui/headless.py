@@ -8,6 +8,7 @@ from typing import Any, TextIO
 from halospec_tui.core.events import (
     Event,
     LoadChanged,
+    ModeFinished,
     ModeStarted,
     Notice,
     Paused,
@@ -16,6 +17,7 @@ from halospec_tui.core.events import (
     StepResult,
     WarmupDone,
 )
+from halospec_tui.core.verdict import describe
 
 
 def _f(v: Any, fmt: str = ".1f", none: str = "-") -> str:
@@ -62,6 +64,10 @@ class HeadlessPrinter:
             self._print("   -- paused" if ev.paused else "   -- resumed")
         elif isinstance(ev, Notice):
             self._print(f"   !! {ev.level}: {ev.text}")
+        elif isinstance(ev, ModeFinished):
+            dc = ev.summary.get("draft_control")
+            if dc:  # the mode's draft-length verdict, as soon as it is known
+                self._print(f"   == {ev.mode} done: {describe(dc)}")
         elif isinstance(ev, StepResult):
             r = ev.row
             n = self._steps.get(r.mode, 0)
@@ -164,4 +170,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(
         f"winner (lowest score = avg + 0.5 p95 + 0.2 stddev): {winner or 'none (no ranked mode)'}"
     )
+    if summary.get("evaluation"):  # several modes with an adaptive one: compare per segment
+        from halospec_tui.core.evaluate import format_evaluation
+
+        lines += ["", "evaluation (docs/controllers.md):", format_evaluation(summary["evaluation"])]
     return "\n".join(lines)

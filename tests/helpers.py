@@ -14,10 +14,15 @@ import psutil
 
 class ScriptedServer:
     """A real HTTP server whose n-th chat reply is chosen by `script(n)`:
-    a dict (sent as JSON), bytes (sent raw), an int (HTTP status) or ("sleep", s, reply)."""
+    a dict (sent as JSON), bytes (sent raw), an int (HTTP status) or ("sleep", s, reply).
+    GET answers {"status": "ok"}, unless `get(path)` returns something else to send (the same
+    kinds of action; str is sent as text/plain, None falls back to the default)."""
 
-    def __init__(self, script: Callable[[int], Any]) -> None:
+    def __init__(
+        self, script: Callable[[int], Any], get: Callable[[str], Any] | None = None
+    ) -> None:
         self.script = script
+        self.get = get
         self.count = 0
         self.bodies: list[dict[str, Any]] = []
         outer = self
@@ -28,15 +33,25 @@ class ScriptedServer:
             def log_message(self, *a: Any) -> None:
                 pass
 
-            def _send(self, code: int, data: bytes) -> None:
+            def _send(self, code: int, data: bytes, ctype: str = "application/json") -> None:
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                self._send(200, b'{"status":"ok"}')
+                action = outer.get(self.path) if outer.get is not None else None
+                if action is None:
+                    self._send(200, b'{"status":"ok"}')
+                elif isinstance(action, int):
+                    self._send(action, b'{"error":"scripted"}')
+                elif isinstance(action, str):
+                    self._send(200, action.encode(), "text/plain; version=0.0.4")
+                elif isinstance(action, bytes):
+                    self._send(200, action)
+                else:
+                    self._send(200, json.dumps(action).encode())
 
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length", "0"))

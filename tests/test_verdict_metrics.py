@@ -100,7 +100,7 @@ def test_reply_parsing() -> None:
     }
     r = parse_reply(body, 90.0, 1)
     assert r.success and r.tokens == 12 and r.text == "Hello."
-    assert r.observed_k == 10 / (12 - 6) and r.acceptance == 0.6 and r.server_ms == 81.5
+    assert r.observed_k == 10 / (12 - 6 - 1) and r.acceptance == 0.6 and r.server_ms == 81.5
     missing = parse_reply({"choices": [{"message": {"content": "x"}}]}, 90.0, 1)
     assert not missing.success and "usage" in missing.error
     assert not parse_reply([1, 2], 1.0, 1).success

@@ -41,18 +41,36 @@ class Reply:
         return self.draft_n_accepted / self.draft_n
 
     @property
-    def observed_k(self) -> float | None:
-        """Drafted tokens per verify step (servers.md): draft_n / (predicted_n - accepted)."""
-        if self.draft_n is None or self.draft_n_accepted is None or not self.predicted_n:
+    def verify_steps(self) -> int | None:
+        """Verify steps of this reply: every step emits its accepted tokens plus one, and the
+        first token comes from the prompt pass, so steps = predicted_n - accepted - 1."""
+        if self.draft_n_accepted is None or not self.predicted_n:
             return None
-        steps = self.predicted_n - self.draft_n_accepted
-        return self.draft_n / steps if steps > 0 else None
+        return verify_steps(self.predicted_n, self.draft_n_accepted)
+
+    @property
+    def observed_k(self) -> float | None:
+        """Drafted tokens per verify step: draft_n / (predicted_n - accepted - 1).
+
+        A server that honours k never exceeds k here; only the last draft of a reply, cut so
+        as not to pass max_tokens, pulls it under k. On a real llama-server this equals its
+        /metrics draft_tokens / drafts exactly (50 tokens in 13 drafts for predicted_n 64)."""
+        steps = self.verify_steps
+        if self.draft_n is None or not steps:
+            return None
+        return self.draft_n / steps
 
     @property
     def server_ms(self) -> float | None:
         if self.prompt_ms is None and self.predicted_ms is None:
             return None
         return (self.prompt_ms or 0.0) + (self.predicted_ms or 0.0)
+
+
+def verify_steps(predicted_n: int, accepted: int) -> int | None:
+    """Verify steps from llama-server's per-reply counters (None when they make no sense)."""
+    steps = predicted_n - accepted - 1
+    return steps if steps > 0 else None
 
 
 @dataclass
@@ -62,8 +80,18 @@ class Prompt:
     text: str
 
 
+class DraftChannelError(RuntimeError):
+    """The draft channel could not set k (a reload refused, a server that would not restart)."""
+
+
 class Backend(Protocol):
-    """A server the runner talks to. `start` raises BackendUnavailable if it is not healthy."""
+    """A server the runner talks to. `start` raises BackendUnavailable if it is not healthy.
+
+    Optional hooks, called when a backend has them (OpenAICompatBackend has all three):
+    `set_notifier(fn)` (fn(level, text) publishes a Notice), `set_run_dir(path)` (where server
+    logs go) and `mode_evidence() -> dict` (channel proof for the mode just measured: reloads
+    and what the server confirmed, the servers used and their own counters).
+    """
 
     kind: str  # embedded, openai, lemonade, llamacpp, llamacpp-managed, vllm
     draft_channel: str  # request, reload, pool, restart, none

@@ -45,4 +45,20 @@ def make_backend(profile: Profile) -> Backend:
         from halospec_tui.backends.openai_compat import OpenAICompatBackend
 
         return OpenAICompatBackend(profile, draft_channel=channel)
+    if kind == "lemonade":
+        from halospec_tui.backends.lemonade import LemonadeBackend
+
+        return LemonadeBackend(profile, draft_channel=channel)
+    if kind == "llamacpp":
+        from halospec_tui.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(profile, draft_channel=channel)
+    if kind == "llamacpp-managed":
+        from halospec_tui.backends.llamacpp_managed import ManagedLlamaCppBackend
+
+        return ManagedLlamaCppBackend(profile, draft_channel=channel)
+    if kind == "vllm":
+        from halospec_tui.backends.vllm import VllmBackend
+
+        return VllmBackend(profile, draft_channel=channel)
     raise ProfileError(f"backend.kind: {kind!r} is not available in this version")

@@ -7,6 +7,7 @@ draft_tokens, accepted_tokens, drafts, tokens_predicted, n_decode.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 _PREFIXES = ("llamacpp:", "vllm:", "lemonade_llamacpp_")
@@ -16,6 +17,7 @@ _NAMES = {
     "spec_decode_num_drafts_total": "drafts",
     "tokens_predicted_total": "tokens_predicted",
     "n_decode_total": "n_decode",
+    "generation_tokens_total": "tokens_predicted",  # vLLM's name for it
 }
 _LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)")
 
@@ -34,10 +36,8 @@ def parse_spec_metrics(text: str) -> dict[str, float]:
             if name.startswith(prefix):
                 short = _NAMES.get(name[len(prefix) :])
                 if short:
-                    try:
+                    with contextlib.suppress(ValueError):
                         out[short] = out.get(short, 0.0) + float(m.group(3))
-                    except ValueError:
-                        pass
                 break
     return out
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -83,6 +85,7 @@ class OpenAICompatBackend:
     health_paths: tuple[str, ...] = ("/health", "/v1/models")
     metrics_path = "/metrics"
     default_url = "http://127.0.0.1:8080"
+    max_keepalive = 2  # connections kept open (the pool channel talks to several servers)
 
     def __init__(
         self, profile: Profile, *, url: str | None = None, draft_channel: str = "request"
@@ -91,8 +94,26 @@ class OpenAICompatBackend:
         self.url = (url or profile.backend.url or self.default_url).rstrip("/")
         self.draft_channel = draft_channel
         self.model = profile.request.model
+        self.run_dir: Path | None = None
         self._client: httpx.Client | None = None
         self._current_k: int | None = None
+        self._notify: Callable[[str, str], None] | None = None
+
+    # --- optional hooks the runner and the session call ----------------------------------
+    def set_notifier(self, notify: Callable[[str, str], None] | None) -> None:
+        """fn(level, text): how the backend tells the user something (a Notice event)."""
+        self._notify = notify
+
+    def notice(self, level: str, text: str) -> None:
+        if self._notify is not None:
+            self._notify(level, text)
+
+    def set_run_dir(self, run_dir: str | os.PathLike[str] | None) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+
+    def mode_evidence(self) -> dict[str, Any]:
+        """Channel proof for the mode just measured; {} when the channel has none to give."""
+        return {}
 
     # --- lifecycle ---------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -107,7 +128,10 @@ class OpenAICompatBackend:
                 base_url=self.url,
                 headers=self._headers(),
                 timeout=httpx.Timeout(r.timeout_s, connect=min(r.timeout_s, 10.0)),
-                limits=httpx.Limits(max_keepalive_connections=2, max_connections=4),
+                limits=httpx.Limits(
+                    max_keepalive_connections=self.max_keepalive,
+                    max_connections=max(4, 2 * self.max_keepalive),
+                ),
             )
         return self._client
 
@@ -158,12 +182,18 @@ class OpenAICompatBackend:
                 body[b.n_min_key] = min(b.n_min, k)
         return body
 
+    def ensure_k(self, k: int) -> None:
+        """Make the server draft k before the next request (reload, restart, start a pool
+        server). Runs before the clock starts; the request channel has nothing to do."""
+
     def url_for(self, k: int) -> str:
         """Where a request with draft length k goes (the pool channel routes by k)."""
         return self.chat_path
 
     def complete(self, prompt: Prompt, k: int) -> Reply:
         r = self.profile.request
+        self.ensure_k(k)
+        url = self.url_for(k)
         body = self.request_body(prompt, k)
         payload = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
@@ -172,7 +202,7 @@ class OpenAICompatBackend:
         for attempt in range(1, r.attempts + 1):
             t0 = time.perf_counter()
             try:
-                resp = self.client().post(self.url_for(k), content=payload, headers=headers)
+                resp = self.client().post(url, content=payload, headers=headers)
                 latency_ms = (time.perf_counter() - t0) * 1000.0
             except httpx.TimeoutException:
                 error = f"timeout after {r.timeout_s:g} s"

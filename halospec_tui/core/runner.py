@@ -9,6 +9,7 @@ finished row is on disk before the next request starts.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from halospec_tui.backends.base import Backend, Reply
 from halospec_tui.backends.metrics import delta
+from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core import verdict
 from halospec_tui.core.controllers import make_controller
 from halospec_tui.core.controllers.base import Controller, Observation
@@ -58,7 +60,7 @@ class Runner:
         self.profile = profile
         self.backend = backend
         self.bus = bus
-        self.prompts = prompts
+        self.prompts = scenario_mod.scenario_prompts(prompts, profile)
         self.run_dir = Path(run_dir)
         self.load = load
         self._cpu = cpu_percent or (lambda: None)
@@ -68,8 +70,16 @@ class Runner:
         self._wake = threading.Event()
         self.global_step = 0
         self.mode_summaries: list[dict[str, Any]] = []
+        self.rows: list[StepRow] = []  # every finished mode's rows (the evaluation table)
+        self.controller_ms: dict[str, list[float]] = {}  # per mode: decide+observe ms per step
         self.summary: dict[str, Any] | None = None
         self._warned_identical = False
+        self._mode = ""
+        if hasattr(backend, "set_notifier"):  # backends speak through Notices too
+            backend.set_notifier(self._backend_notice)
+
+    def _backend_notice(self, level: str, text: str) -> None:
+        self.bus.publish(Notice(level, text, self._mode))
 
     # --- commands (any thread) -----------------------------------------------------------
     def pause(self) -> None:
@@ -148,9 +158,21 @@ class Runner:
                     "load_start_step": p.load.start_step,
                     "load_duration_s": p.load.duration_s,
                     "url": self.backend.url,
+                    "scenario": scenario_mod.describe(p.scenario)
+                    if scenario_mod.active(p.scenario)
+                    else None,
                 },
             )
         )
+        if self.backend.draft_channel == "none":
+            self.bus.publish(
+                Notice(
+                    "warning",
+                    f"draft channel none: {self.backend.kind} keeps the draft length it was "
+                    "started with; the harness cannot set k, so a mode counts as applied only "
+                    "if the server's counters happen to match its k",
+                )
+            )
         cancelled = False
         error = ""
         try:
@@ -179,6 +201,9 @@ class Runner:
     def _run_summary(self, cancelled: bool) -> dict[str, Any]:
         p = self.profile
         modes = self.mode_summaries
+        from halospec_tui.core.evaluate import evaluation_for_run
+
+        evaluation = evaluation_for_run(self.rows, p, self.controller_ms)
         return {
             "modes": modes,
             "winner": pick_winner(modes, p.score.winner_among),
@@ -190,6 +215,7 @@ class Runner:
             "run_dir": str(self.run_dir),
             "cancelled": cancelled,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **({"evaluation": evaluation} if evaluation is not None else {}),
         }
 
     def _run_mode(self, index: int, mode: str, count: int) -> None:
@@ -207,11 +233,14 @@ class Runner:
                 controller=controller.name,
             )
         )
+        self._mode = mode
         self.backend.prepare_mode(mode, controller.warmup_k if kind == "fixed" else None)
-        metrics_before = self.backend.metrics()
+        metrics_before: dict[str, float] | None = None
         rows: list[StepRow] = []
         try:
             self._warmup(mode, controller)
+            # counters from here on cover the measured steps only, not the warmup
+            metrics_before = self.backend.metrics()
             self._steps(mode, controller, steps, rows)
         finally:
             if self.load is not None and self.load.on and self.load.scheduled:
@@ -264,8 +293,14 @@ class Runner:
         prev_k: int | None = None
         fixed = controller.name == "fixed"
         warmup = p.run.warmup
+        overhead = self.controller_ms.setdefault(mode, [])
         for step in range(1, steps + 1):
             self._checkpoint()
+            action = scenario_mod.load_action(p.scenario, step) if self.load is not None else None
+            if action == "start" and not self.load.on:
+                self.load.start(duration_s=None, scheduled=True)
+            elif action == "stop" and self.load.on and self.load.scheduled:
+                self.load.stop()
             if (
                 scheduled
                 and step == p.load.start_step
@@ -278,7 +313,9 @@ class Runner:
             if new_phase != phase:
                 phase = new_phase
                 self.bus.publish(PhaseChanged(mode=mode, phase=phase, step=step))
+            t_ctl = time.perf_counter()
             decision = controller.decide()
+            ctl_ms = (time.perf_counter() - t_ctl) * 1000.0
             if not fixed or step == 1:
                 self.bus.publish(
                     ControllerDecision(mode=mode, step=step, prev_k=prev_k, decision=decision)
@@ -286,6 +323,7 @@ class Runner:
             k = decision.k
             prompt = self.prompts.prompt_for(mode, warmup + step - 1, step)
             reply = self.backend.complete(prompt, k)
+            t_ctl = time.perf_counter()
             controller.observe(
                 Observation(
                     k=k,
@@ -300,6 +338,7 @@ class Runner:
                     category=prompt.category,
                 )
             )
+            overhead.append(ctl_ms + (time.perf_counter() - t_ctl) * 1000.0)
             # the phase is what held while the request ran: load that ended mid-request
             # still counts as load for this row
             row_phase = "load" if (self.load is not None and self.load.on) else phase
@@ -370,28 +409,57 @@ class Runner:
     ) -> None:
         p = self.profile
         summary = summarize_mode(mode, rows, p.score, p.score.convergence_window)
+        self.rows.extend(rows)
+        ctl = self.controller_ms.get(mode) or []
+        summary["controller_ms_per_step"] = round(sum(ctl) / len(ctl), 4) if ctl else None
+        metrics_delta = delta(metrics_before, self.backend.metrics())
+        channel_evidence = None
+        if hasattr(self.backend, "mode_evidence"):
+            try:
+                channel_evidence = self.backend.mode_evidence() or None
+            except Exception as e:  # proof is best effort; never lose the mode over it
+                channel_evidence = {"error": f"{e.__class__.__name__}: {e}"}
         summary["draft_control"] = verdict.mode_verdict(
-            rows, self.backend.draft_channel, delta(metrics_before, self.backend.metrics())
+            rows, self.backend.draft_channel, metrics_delta, channel_evidence
         )
         self.mode_summaries.append(summary)
         changed = verdict.cross_check(self.mode_summaries)
-        if summary["draft_control"]["verdict"] == "not_applied" and mode not in changed:
-            self.bus.publish(
-                Notice(
-                    "warning",
-                    f"{mode}: draft length NOT applied — "
-                    f"{summary['draft_control']['evidence'].get('note', '')}",
-                    mode,
+        pairs = verdict.identical_pairs(self.mode_summaries)
+        loud = bool(pairs) and not self._warned_identical
+        dc = summary["draft_control"]
+        if not loud:
+            by_name = {m["mode"]: m for m in self.mode_summaries}
+            redo = [m for m in changed if m != mode]
+            if dc["verdict"] == "not_applied":
+                redo.append(mode)
+            for name in redo:
+                note = by_name[name]["draft_control"]["evidence"].get("note", "")
+                self.bus.publish(
+                    Notice(
+                        "warning",
+                        f"{name}: draft length NOT applied ({self.backend.draft_channel} "
+                        f"channel) — {note}; not ranked",
+                        mode,
+                    )
                 )
-            )
-        if changed and not self._warned_identical:
+        if loud:
             self._warned_identical = True
+            a, b, obs = pairs[0]
+            left = len(p.run.modes) - len(self.mode_summaries)
             self.bus.publish(
                 Notice(
                     "warning",
-                    "draft length NOT applied: "
-                    + summary["draft_control"]["evidence"]["note"]
-                    + f" (channel {self.backend.draft_channel}); these modes are not ranked",
+                    f"DRAFT LENGTH NOT APPLIED: {a} and {b} asked for different draft lengths "
+                    f"but the server drafted the same (~{obs:g} per step). The server behind "
+                    f"{self.backend.kind} ignores the {self.backend.draft_channel} channel: these "
+                    "modes are not ranked"
+                    + (
+                        f", and the {left} modes still to run will measure the same "
+                        "configuration (stop with q / Ctrl+C, or use a channel the server "
+                        "honours: llamacpp-managed pool, Lemonade reload; docs/servers.md)"
+                        if left
+                        else ""
+                    ),
                     mode,
                 )
             )

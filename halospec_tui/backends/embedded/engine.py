@@ -34,7 +34,7 @@ import hashlib
 import mmap
 import os
 import re
-import struct
+import select
 import subprocess
 import sys
 import tempfile
@@ -49,10 +49,11 @@ import numpy as np
 CATEGORIES = ("code", "prose", "math", "json")
 DEFAULT_ALPHAS: dict[str, float] = {"code": 0.85, "prose": 0.72, "math": 0.78, "json": 0.9}
 
-WORK_DIM = 128  # one work unit = a WORK_DIM x WORK_DIM int64 mat-vec, split over the pool
-DEFAULT_DRAFT_WORK = 16  # work units per drafted token
-DEFAULT_VERIFY_WORK = 2  # work units per verified token (this thread only)
-DEFAULT_VERIFY_WAIT_MS = 2.0  # GPU-like wait per target pass (verify step or prefill)
+WORK_DIM = 128  # one draft work unit: a WORK_DIM x WORK_DIM int64 mat-vec, split over the pool
+VERIFY_DIM = 128  # one verify work unit: a VERIFY_DIM x VERIFY_DIM int64 mat-vec, one thread
+DEFAULT_DRAFT_WORK = 8  # work units (barriers) per drafted token
+DEFAULT_VERIFY_WORK = 5  # work units per verified token (this thread only)
+DEFAULT_VERIFY_WAIT_MS = 1.5  # GPU-like wait per target pass (verify step or prefill)
 PREFILL_TOKENS_PER_UNIT = 16  # prefill CPU: one work unit per this many prompt tokens
 MAX_TOKENS_CAP = 8192
 MAX_N_MAX = 64
@@ -170,61 +171,182 @@ def filler_pieces(category: str, n: int, rng: np.random.Generator) -> list[str]:
 # --- the draft pool --------------------------------------------------------------------------
 
 _WORKER_SRC = r"""
-import os, sys
+import sys
 from halospec_tui.backends.embedded.engine import _worker_main
 sys.exit(_worker_main(sys.argv[1:]))
 """
-_MSG = struct.Struct("qq")
 _READY = -1
-_SPIN_CHECK = 1 << 16  # spin iterations between liveness checks
+_QUIT = -2
+_BLOCK_POLL_S = 0.002  # a blocked barrier participant re-checks at least this often
+_IDLE_POLL_S = 0.05  # an idle worker checks that its parent lives at least this often
+DEFAULT_SPIN_US = 100.0  # barrier: spin this long for the others, then block until woken
+DEFAULT_POLL_US = 3000.0  # idle worker: spin this long for the next job, then block
 
 
-def _make_slice(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _make_slice(rows: int, seed: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    w = rng.integers(-8, 8, size=(rows, WORK_DIM), dtype=np.int64)
-    x = rng.integers(-8, 8, size=WORK_DIM, dtype=np.int64)
+    w = rng.integers(-8, 8, size=(rows, dim), dtype=np.int64)
+    x = rng.integers(-8, 8, size=dim, dtype=np.int64)
     return w, x, np.empty(rows, dtype=np.int64)
 
 
-def _rows(threads: int, index: int) -> int:
-    base, extra = divmod(WORK_DIM, threads)
+def _rows(threads: int, index: int, dim: int) -> int:
+    base, extra = divmod(dim, threads)
     return max(1, base + (1 if index < extra else 0))
 
 
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return []
+
+
+def _pin(cpu: int | None) -> set[int] | None:
+    """Pin the calling thread to `cpu`; returns the previous mask (None if nothing changed)."""
+    if cpu is None:
+        return None
+    try:
+        old = os.sched_getaffinity(0)
+        if old != {cpu}:
+            os.sched_setaffinity(0, {cpu})
+            return old
+    except (AttributeError, OSError):
+        pass
+    return None
+
+
+def _unpin(old: set[int] | None) -> None:
+    if old is not None:
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setaffinity(0, old)
+
+
+class _Shared:
+    """The pool's shared memory: int64 fields, written by one side each."""
+
+    def __init__(self, mm: mmap.mmap, threads: int) -> None:
+        arr = np.frombuffer(mm, dtype=np.int64, count=3 * threads + 3)
+        self.slots = arr[:threads]  # [i]: last unit participant i finished (or _READY)
+        self.sleeping = arr[threads : 2 * threads]  # [i]: unit i sleeps on; 0 = awake
+        self.idle = arr[2 * threads : 3 * threads]  # [i]: 1 while worker i blocks for a job
+        self.job = arr[3 * threads :]  # seq, base, units (seq written last)
+
+    @staticmethod
+    def size(threads: int) -> int:
+        return 8 * (3 * threads + 3)
+
+
+def _wake(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError, OSError):
+        os.write(fd, b"w")
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError, OSError):
+        os.read(fd, 4096)
+
+
+class _Barrier:
+    """Spin-then-block barrier, as seen by participant `me`.
+
+    A participant spins up to `spin_s` for the others (cheap while all of them are on a
+    core, like ggml's barrier), then sleeps on its wake pipe; the last to arrive wakes the
+    sleepers. A lost wake-up (a benign race) costs at most _BLOCK_POLL_S.
+    """
+
+    def __init__(self, sh: _Shared, me: int, wake_r: int, wake_w: dict[int, int],
+                 spin_s: float, alive: Any) -> None:
+        self.sh = sh
+        self.slots = sh.slots
+        self.me = me
+        self.others = [j for j in range(len(sh.slots)) if j != me]
+        self.wake_r = wake_r
+        self.wake_w = wake_w
+        self.spin_s = spin_s
+        self.alive = alive
+
+    def _done(self, t: int) -> bool:
+        slots = self.slots
+        return all(slots[j] >= t for j in self.others)
+
+    def wait(self, t: int) -> None:
+        self.slots[self.me] = t
+        if self._done(t):  # the last to arrive wakes whoever went to sleep
+            sleeping = self.sh.sleeping
+            for j in self.others:
+                if sleeping[j] == t:
+                    _wake(self.wake_w[j])
+            return
+        perf = time.perf_counter
+        deadline = perf() + self.spin_s
+        while perf() < deadline:
+            if self._done(t):
+                return
+        sleeping = self.sh.sleeping
+        sleeping[self.me] = t
+        polls = 0
+        while not self._done(t):
+            ready, _, _ = select.select([self.wake_r], [], [], _BLOCK_POLL_S)
+            if ready:
+                _drain(self.wake_r)
+            polls += 1
+            if polls % 64 == 0 and not self.alive():
+                sleeping[self.me] = 0
+                raise EngineError("a draft participant is gone")
+        sleeping[self.me] = 0
+
+
 def _worker_main(argv: list[str]) -> int:
-    """A draft worker process: `path index threads parent_pid`; jobs arrive on stdin."""
+    """A draft worker: `path index threads parent dim spin_us poll_us wake_r w0,w1,.. cpu`."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    path, me, threads, parent = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    path, me, threads, parent, dim = argv[0], int(argv[1]), int(argv[2]), int(argv[3]), int(argv[4])
+    spin_s, poll_s = float(argv[5]) / 1e6, float(argv[6]) / 1e6
+    wake_r = int(argv[7])
+    wake_w = {j: int(fd) for j, fd in enumerate(argv[8].split(",")) if j != me}
+    _pin(int(argv[9]) if len(argv) > 9 and argv[9] != "-" else None)
     with open(path, "r+b") as f:
         mm = mmap.mmap(f.fileno(), 0)
-    slots = np.frombuffer(mm, dtype=np.int64, count=threads)
-    w, x, y = _make_slice(_rows(threads, me), me)
-    others = [j for j in range(threads) if j != me]
+
+    def alive() -> bool:
+        return os.getppid() == parent
+
+    sh = _Shared(mm, threads)
+    bar = _Barrier(sh, me, wake_r, wake_w, spin_s, alive)
+    w, x, y = _make_slice(_rows(threads, me, dim), me, dim)
     np.dot(w, x, out=y)
-    slots[me] = _READY
-    getppid = os.getppid
+    job, idle = sh.job, sh.idle
+    seen = int(job[0])
+    sh.slots[me] = _READY
+    perf = time.perf_counter
+    yield_cpu = getattr(os, "sched_yield", lambda: None)
     while True:
+        if job[0] == seen and poll_s > 0:  # poll for the next job for a while (ggml's --poll)
+            deadline = perf() + poll_s
+            while job[0] == seen and perf() < deadline:
+                yield_cpu()
+        if job[0] == seen:
+            idle[me] = 1
+            while job[0] == seen:
+                ready, _, _ = select.select([wake_r], [], [], _IDLE_POLL_S)
+                if ready:
+                    _drain(wake_r)
+                elif not alive():
+                    return 0
+            idle[me] = 0
+        seen = int(job[0])
+        base, units = int(job[1]), int(job[2])
+        if units == _QUIT:
+            return 0
         try:
-            msg = os.read(0, _MSG.size)
-        except (OSError, KeyboardInterrupt):
+            for c in range(1, units + 1):
+                np.dot(w, x, out=y)
+                bar.wait(base + c)
+        except EngineError:
             return 0
-        if len(msg) < _MSG.size:  # the engine is gone
-            return 0
-        base, n = _MSG.unpack(msg)
-        for c in range(1, n + 1):
-            np.dot(w, x, out=y)
-            t = base + c
-            slots[me] = t
-            for j in others:
-                spins = 0
-                while slots[j] < t:
-                    spins += 1
-                    if spins >= _SPIN_CHECK:
-                        spins = 0
-                        if getppid() != parent:
-                            return 0
+        yield_cpu()  # give the core away once per job: costs nothing unless someone waits
 
 
 class EngineError(RuntimeError):
@@ -232,31 +354,55 @@ class EngineError(RuntimeError):
 
 
 class DraftPool:
-    """`threads` participants computing work units in lock step with a spinning barrier.
+    """`threads` participants computing work units in lock step, with a barrier after each.
 
-    Participant 0 is the calling thread; the others are worker processes (so the GIL never
-    serialises them) that read jobs from a pipe and exit when it closes.
+    Every unit is a `dim` x `dim` integer mat-vec split by rows over the participants, who
+    then meet at a spin-then-block barrier (`_Barrier`) before the next unit, like ggml's
+    thread pool meets after every operation. Participant 0 is the calling thread; the others
+    are worker processes (so the GIL never serialises them) that take jobs from shared
+    memory, poll for the next job `poll_us`, then sleep, and exit when their parent is gone.
     """
 
-    def __init__(self, threads: int, start_timeout: float = 20.0) -> None:
+    def __init__(self, threads: int, dim: int = WORK_DIM, spin_us: float = DEFAULT_SPIN_US,
+                 poll_us: float = DEFAULT_POLL_US, pin: bool = True,
+                 start_timeout: float = 20.0) -> None:
         self.threads = max(1, int(threads))
+        self.dim = dim
+        self.spin_us = spin_us
+        self.poll_us = poll_us
+        cpus = _cpus()
+        # participant i runs on the i-th allowed CPU, so that every participant meets the
+        # same contention wherever the scheduler puts other processes (no pinning when
+        # there are more participants than CPUs)
+        self.cpus: list[int | None] = (
+            [cpus[i] for i in range(self.threads)]
+            if pin and self.threads > 1 and len(cpus) >= self.threads
+            else [None] * self.threads
+        )
         self._base = 0
         self._procs: list[subprocess.Popen[bytes]] = []
-        self._mm: mmap.mmap | None = None
-        self._w, self._x, self._y = _make_slice(_rows(self.threads, 0), 0)
+        self._fds: list[int] = []
+        self._bar: _Barrier | None = None
+        self._sh: _Shared | None = None
+        self._wake_w: dict[int, int] = {}
+        self._w, self._x, self._y = _make_slice(_rows(self.threads, 0, dim), 0, dim)
         if self.threads == 1:
-            self._slots = np.zeros(1, dtype=np.int64)
             return
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         fd, path = tempfile.mkstemp(prefix="halospec-draft-", dir=shm)
         try:
-            os.write(fd, b"\0" * max(4096, 8 * self.threads))
-            self._mm = mmap.mmap(fd, 0)
+            os.write(fd, b"\0" * max(4096, _Shared.size(self.threads)))
+            mm = mmap.mmap(fd, 0)
         finally:
             os.close(fd)
         try:
-            self._slots = np.frombuffer(self._mm, dtype=np.int64, count=self.threads)
-            self._slots[:] = 0
+            self._sh = sh = _Shared(mm, self.threads)
+            pipes = [os.pipe() for _ in range(self.threads)]
+            self._fds = [fd for pair in pipes for fd in pair]
+            for _r, w in pipes:
+                os.set_blocking(w, False)
+            self._wake_w = {j: pipes[j][1] for j in range(1, self.threads)}
+            wake_w = ",".join(str(w) for _, w in pipes)
             env = dict(os.environ)
             for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 env[var] = "1"
@@ -264,22 +410,30 @@ class DraftPool:
                 self._procs.append(
                     subprocess.Popen(
                         [sys.executable, "-c", _WORKER_SRC, path, str(i), str(self.threads),
-                         str(os.getpid())],
-                        stdin=subprocess.PIPE,
+                         str(os.getpid()), str(dim), repr(float(spin_us)), repr(float(poll_us)),
+                         str(pipes[i][0]), wake_w,
+                         "-" if self.cpus[i] is None else str(self.cpus[i])],
+                        stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL,
                         env=env,
                         close_fds=True,
+                        pass_fds=[pipes[i][0], *(w for _, w in pipes)],
                         start_new_session=True,
                     )
                 )
+            for i in range(1, self.threads):  # the workers hold their read ends now
+                os.close(pipes[i][0])
+                self._fds.remove(pipes[i][0])
+            self._bar = _Barrier(sh, 0, pipes[0][0], self._wake_w, spin_us / 1e6,
+                                 self._workers_alive)
             deadline = time.monotonic() + start_timeout
-            while not all(self._slots[i] == _READY for i in range(1, self.threads)):
-                if any(p.poll() is not None for p in self._procs):
+            while not all(sh.slots[i] == _READY for i in range(1, self.threads)):
+                if not self._workers_alive():
                     raise EngineError("a draft worker exited during startup")
                 if time.monotonic() > deadline:
                     raise EngineError("draft workers did not start in time")
                 time.sleep(0.005)
-            self._slots[:] = 0
+            sh.slots[:] = 0
         except BaseException:
             self.close()
             raise
@@ -287,45 +441,47 @@ class DraftPool:
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
+    def _workers_alive(self) -> bool:
+        return all(p.poll() is None for p in self._procs)
+
+    def _post(self, base: int, units: int) -> None:
+        sh = self._sh
+        assert sh is not None
+        sh.job[1] = base
+        sh.job[2] = units
+        sh.job[0] += 1  # last: workers read base and units after seeing it
+        for j, fd in self._wake_w.items():
+            if sh.idle[j]:
+                _wake(fd)
+
     def run(self, units: int) -> None:
         """Compute `units` work units together; returns when every participant is done."""
         if units <= 0:
             return
         w, x, y = self._w, self._x, self._y
-        if self.threads == 1:
+        if self._bar is None:
             for _ in range(units):
                 np.dot(w, x, out=y)
             return
         base = self._base
-        msg = _MSG.pack(base, units)
-        for p in self._procs:
-            try:
-                os.write(p.stdin.fileno(), msg)  # type: ignore[union-attr]
-            except (OSError, ValueError) as e:
-                raise EngineError(f"draft worker {p.pid} is gone") from e
-        slots = self._slots
-        others = range(1, self.threads)
+        self._post(base, units)
+        wait = self._bar.wait
         for c in range(1, units + 1):
             np.dot(w, x, out=y)
-            t = base + c
-            slots[0] = t
-            for j in others:
-                spins = 0
-                while slots[j] < t:
-                    spins += 1
-                    if spins >= _SPIN_CHECK:
-                        spins = 0
-                        if self._procs[j - 1].poll() is not None:
-                            raise EngineError(f"draft worker {self._procs[j - 1].pid} died")
+            wait(base + c)
         self._base = base + units
+
+    def pin_caller(self) -> set[int] | None:
+        """Pin the calling thread (participant 0) to its CPU; pass the result to `_unpin`."""
+        return _pin(self.cpus[0]) if self._bar is not None else None
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
     def close(self) -> None:
-        for p in self._procs:
+        if self._sh is not None and self._procs:
             with contextlib.suppress(Exception):
-                p.stdin.close()  # type: ignore[union-attr]
+                self._post(self._base, _QUIT)
         for p in self._procs:
             try:
                 p.wait(2.0)
@@ -334,6 +490,11 @@ class DraftPool:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(2.0)
         self._procs = []
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
+        self._bar = None
 
 
 def default_threads() -> int:
@@ -363,6 +524,9 @@ class GenerationResult:
     n_drafts: int  # verify steps that drafted (k > 0)
     n_steps: int  # verify steps, drafting or not (the prefill not counted)
     accepted_per_pos: list[int] = field(default_factory=list)  # [i]: accepted at draft pos i
+    draft_ms: float = 0.0  # where predicted_ms went: drafting,
+    verify_cpu_ms: float = 0.0  # the verify steps' CPU work
+    verify_wait_ms: float = 0.0  # and their (GPU-like) waits
 
     @property
     def predicted_per_second(self) -> float:
@@ -486,6 +650,8 @@ class Engine:
         verify_wait_ms: float | None = None,
         verify_work: int | None = None,
         threads: int | None = None,
+        spin_us: float | None = None,
+        poll_us: float | None = None,
     ) -> None:
         self.seed = int(seed)
         self.default_n_max = _clamp_k(default_n_max)
@@ -509,10 +675,12 @@ class Engine:
         self._index = 0
         self._draw_counts: dict[tuple[int, int], int] = {}
         self._busy = False
-        self._pool = DraftPool(self.threads)
+        self.spin_us = DEFAULT_SPIN_US if spin_us is None or spin_us < 0 else float(spin_us)
+        self.poll_us = DEFAULT_POLL_US if poll_us is None or poll_us < 0 else float(poll_us)
+        self._pool = DraftPool(self.threads, WORK_DIM, self.spin_us, self.poll_us)
         # warm the code paths (first calls are slower) so request 0 is like the others
         self._pool.run(4)
-        self._verifier = DraftPool(1)
+        self._verifier = DraftPool(1, VERIFY_DIM)
         self._verifier.run(4)
 
     @classmethod
@@ -548,7 +716,10 @@ class Engine:
             "verify_work": self.verify_work,
             "verify_wait_ms": self.verify_wait_ms,
             "threads": self.threads,
+            "spin_us": self.spin_us,
+            "poll_us": self.poll_us,
             "work_dim": WORK_DIM,
+            "verify_dim": VERIFY_DIM,
         }
 
     def set_default_n_max(self, n_max: int) -> None:
@@ -588,9 +759,13 @@ class Engine:
                 self._draw_counts[key] = draw + 1
                 index = self._index
                 self._index += 1
-                result = self._generate(
-                    prompt_text, digest, max_tokens, k_cap, n_min, category, index, draw
-                )
+                old_mask = self._pool.pin_caller()
+                try:
+                    result = self._generate(
+                        prompt_text, digest, max_tokens, k_cap, n_min, category, index, draw
+                    )
+                finally:
+                    _unpin(old_mask)
                 self._counters.add(result)
                 return result
             finally:
@@ -628,15 +803,23 @@ class Engine:
         produced = 1 if max_tokens > 0 else 0  # the prefill samples the first token
         draft_n = accepted_n = n_drafts = n_steps = 0
         per_pos = [0] * k_cap
+        draft_s = verify_s = wait_s_total = 0.0
         while produced < max_tokens:
             k = min(k_cap, max_tokens - produced - 1)
             if k < k_min:
                 k = 0
-            if k > 0:
-                draft(self.draft_work * k)
+            ta = perf()
+            for _ in range(k):  # one draft-model decode (one pool job) per drafted token
+                draft(self.draft_work)
+            tb = perf()
             verify(self.verify_work * (k + 1))
+            tc = perf()
             if wait_s > 0:
                 time.sleep(wait_s)
+            td = perf()
+            draft_s += tb - ta
+            verify_s += tc - tb
+            wait_s_total += td - tc
             acc = 0
             while acc < k and accept[produced + acc]:
                 per_pos[acc] += 1
@@ -660,6 +843,9 @@ class Engine:
             prompt_ms=(t1 - t0) * 1000.0,
             predicted_n=produced,
             predicted_ms=(t2 - t1) * 1000.0,
+            draft_ms=draft_s * 1000.0,
+            verify_cpu_ms=verify_s * 1000.0,
+            verify_wait_ms=wait_s_total * 1000.0,
             draft_n=draft_n,
             draft_n_accepted=accepted_n,
             n_drafts=n_drafts,

@@ -417,6 +417,16 @@ class Handler(BaseHTTPRequestHandler):
             "input_tokens": result.prompt_n,
             "output_tokens": result.predicted_n,
             "prompt_tokens": result.prompt_n,
+            "embedded": {
+                "n_max": result.n_max,
+                "category": result.category,
+                "draft_ms": round(result.draft_ms, 3),
+                "verify_cpu_ms": round(result.verify_cpu_ms, 3),
+                "verify_wait_ms": round(result.verify_wait_ms, 3),
+                "predicted_ms": round(result.predicted_ms, 3),
+                "draft_n": result.draft_n,
+                "steps": result.n_steps,
+            },
         }
         return result, model
 
@@ -523,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-wait-ms", type=float, default=None, help="GPU-like wait per target pass")
     p.add_argument("--verify-work", type=int, default=None, help="work units per verified token")
     p.add_argument("--threads", type=int, default=None, help="draft participants (0 = every core)")
+    p.add_argument("--spin-us", type=float, default=None, help="barrier spin before blocking")
+    p.add_argument("--poll-us", type=float, default=None, help="draft worker polls for work this long")
     return p
 
 
@@ -562,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
             verify_wait_ms=args.verify_wait_ms,
             verify_work=args.verify_work,
             threads=args.threads,
+            spin_us=args.spin_us,
+            poll_us=args.poll_us,
         )
     except SystemExit:
         return 0

@@ -10,9 +10,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from halospec_tui.core.controllers.acceptance import AcceptanceController
+from halospec_tui.core.controllers.bandit import BanditController
 from halospec_tui.core.controllers.base import Controller, Observation
 from halospec_tui.core.controllers.fixed import FixedController
+from halospec_tui.core.controllers.heuristic import HeuristicController
 from halospec_tui.core.controllers.latency import LatencyController
+from halospec_tui.core.controllers.model import ModelController
 from halospec_tui.profile import parse_mode
 
 if TYPE_CHECKING:
@@ -24,7 +27,11 @@ REGISTRY: dict[str, Factory] = {
     "fixed": lambda p, k: FixedController(k or 1),
     "latency": lambda p, k: LatencyController(p.controller.latency),
     "acceptance": lambda p, k: AcceptanceController(p.controller.acceptance),
+    "model": lambda p, k: ModelController(p.controller.model),
+    "bandit": lambda p, k: BanditController(p.controller.bandit),
+    "heuristic": lambda p, k: HeuristicController(p.controller.heuristic),
 }
+NEW_CONTROLLERS = ("model", "bandit", "heuristic")  # this project's, beside HaloSpec's
 
 
 def make_controller(mode: str, profile: Profile) -> Controller:
@@ -46,10 +53,14 @@ def make_controller(mode: str, profile: Profile) -> Controller:
 
 __all__ = [
     "REGISTRY",
+    "NEW_CONTROLLERS",
     "AcceptanceController",
+    "BanditController",
     "Controller",
     "FixedController",
+    "HeuristicController",
     "LatencyController",
+    "ModelController",
     "Observation",
     "make_controller",
 ]

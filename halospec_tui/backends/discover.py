@@ -1,0 +1,343 @@
+"""Find inference servers on the usual local addresses and write a ready profile for one.
+
+    found = discover()                      # [Found, ...], about half a second
+    path = write_profile(found[0])          # profiles/discovered-<kind>.toml
+
+Every probe is a short GET with a 0.5 s timeout (connect and read), all of them in parallel,
+so a machine with nothing listening answers at once and a hung server costs at most the
+timeout. Nothing is generated: no completion request is sent and no model gets loaded.
+
+Addresses probed by default: Lemonade (13305, and 8000 before v10.1), llama-server (8080),
+vLLM (8000) and LM Studio (1234). Port 8000 is probed once; its answers say which it is.
+`halospec-tui --discover [--address URL ...] [--pick N --write FILE]` is the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from halospec_tui.profile import Profile
+
+PROBE_TIMEOUT_S = 0.5
+DEFAULT_ADDRESSES: tuple[str, ...] = (
+    "http://localhost:13305",  # Lemonade (v10.1.0 on)
+    "http://localhost:8000",  # Lemonade before v10.1.0, vLLM
+    "http://127.0.0.1:8080",  # llama-server
+    "http://localhost:1234",  # LM Studio
+)
+PROBE_PATHS = (
+    "/api/v1/health",
+    "/v1/models",
+    "/props",
+    "/metrics",
+    "/version",
+    "/api/v0/models",
+    "/health",
+)
+_SPEC_METRIC = re.compile(
+    r"^(llamacpp:|vllm:|lemonade_llamacpp_)spec_decode_num_draft_tokens_total", re.M
+)
+
+
+@dataclass
+class Found:
+    """One server that answered, as the monitor and the command line list it."""
+
+    url: str
+    kind: str  # a backend kind: lemonade, llamacpp, vllm, openai
+    label: str  # what it is, in words
+    models: list[str] = field(default_factory=list)
+    loaded_model: str = ""
+    draft_counters: str = "unknown"  # how it reports drafting, in words
+    channel: str = "request"  # the draft channel a written profile uses
+    notes: list[str] = field(default_factory=list)
+    k_guess: int | None = None  # the server's fixed draft length, when /metrics shows it
+
+    @property
+    def model(self) -> str:
+        return self.loaded_model or (self.models[0] if self.models else "")
+
+    def line(self) -> str:
+        models = ", ".join(self.models[:3]) + (
+            f" (+{len(self.models) - 3})" if len(self.models) > 3 else ""
+        )
+        return (
+            f"{self.label} at {self.url}: backend {self.kind}, channel {self.channel}; "
+            f"models: {models or '-'}; draft counters: {self.draft_counters}"
+        )
+
+
+def _get(client: httpx.Client, url: str) -> tuple[int, Any, str] | None:
+    """(status, decoded JSON or None, text) or None when nothing answered."""
+    try:
+        r = client.get(url)
+    except httpx.HTTPError:
+        return None
+    text = r.text[:200_000]
+    try:
+        data = r.json()
+    except ValueError:
+        data = None
+    return r.status_code, data, text
+
+
+def _ok_json(ans: tuple[int, Any, str] | None) -> Any:
+    return ans[1] if ans is not None and ans[0] == 200 else None
+
+
+def _model_ids(data: Any) -> list[str]:
+    items = data.get("data") if isinstance(data, dict) else None
+    return [str(m["id"]) for m in items or [] if isinstance(m, dict) and m.get("id")]
+
+
+def _owned_by(data: Any) -> set[str]:
+    items = data.get("data") if isinstance(data, dict) else None
+    return {str(m.get("owned_by", "")) for m in items or [] if isinstance(m, dict)}
+
+
+def classify(url: str, answers: dict[str, tuple[int, Any, str] | None]) -> Found | None:
+    """What a base URL is, from its answers to PROBE_PATHS (None: nothing answered)."""
+    if all(a is None for a in answers.values()):
+        return None
+    health = _ok_json(answers.get("/api/v1/health"))
+    models = _ok_json(answers.get("/v1/models"))
+    props = _ok_json(answers.get("/props"))
+    version = _ok_json(answers.get("/version"))
+    lms = _ok_json(answers.get("/api/v0/models"))
+    m = answers.get("/metrics")
+    metrics_text = m[2] if m is not None and m[0] == 200 else ""
+    has_spec_metrics = bool(_SPEC_METRIC.search(metrics_text))
+    ids = _model_ids(models)
+    owners = _owned_by(models)
+
+    if isinstance(health, dict) and ("all_models_loaded" in health or "model_loaded" in health):
+        embedded = "embedded" in health
+        f = Found(
+            url,
+            "lemonade",
+            "HaloSpec embedded engine (Lemonade API)" if embedded else "Lemonade Server",
+            models=ids,
+            loaded_model=str(health.get("model_loaded") or ""),
+            channel="reload",
+        )
+        f.draft_counters = "per reply (llama-server timings)" + (
+            " and /metrics" if has_spec_metrics else ""
+        )
+        f.notes.append(
+            "draft length set by reloading the model (POST /api/v1/load) before each mode"
+        )
+        return f
+    if "vllm" in owners or (
+        isinstance(version, dict) and "version" in version and "vllm:" in metrics_text
+    ):
+        f = Found(url, "vllm", "vLLM", models=ids, channel="none")
+        if has_spec_metrics:
+            f.draft_counters = "/metrics only (vllm:spec_decode_*)"
+            f.k_guess = _k_from_metrics(metrics_text)
+        else:
+            f.draft_counters = "none seen (start vLLM with --speculative-config)"
+        f.notes.append(
+            "vLLM fixes the draft length at launch: the sweep cannot change it (channel none)"
+        )
+        return f
+    is_llama = isinstance(props, dict) and "default_generation_settings" in props
+    if is_llama or "llamacpp" in owners or "llamacpp:" in metrics_text:
+        f = Found(url, "llamacpp", "llama-server", models=ids, channel="request")
+        f.draft_counters = "per reply (timings.draft_n)" + (
+            " and /metrics" if has_spec_metrics else ""
+        )
+        params = ((props or {}).get("default_generation_settings") or {}).get("params") or {}
+        if params and "speculative.n_max" not in params:
+            f.notes.append(
+                "current build: it ignores per-request draft keys, so a sweep on it will be "
+                "not_applied; use backend llamacpp-managed to sweep k"
+            )
+        elif "speculative.n_max" in params:
+            f.notes.append("older build: it honours per-request speculative.n_max")
+        if not metrics_text:
+            f.notes.append("no /metrics (start it with --metrics for more proof)")
+        return f
+    if isinstance(lms, dict) and isinstance(lms.get("data"), list):
+        f = Found(
+            url,
+            "openai",
+            "LM Studio",
+            models=_model_ids(lms) or ids,
+            channel="none",
+            draft_counters="per reply stats in its REST API (not read by HaloSpec)",
+        )
+        f.notes.append("LM Studio's draft length is a model setting: the sweep cannot change it")
+        return f
+    if ids:
+        return Found(
+            url,
+            "openai",
+            "OpenAI-compatible server",
+            models=ids,
+            channel="request",
+            draft_counters="per reply if it sends llama-server timings"
+            + ("; /metrics" if has_spec_metrics else ""),
+        )
+    if any(a is not None and a[0] < 500 for a in answers.values()):
+        return Found(
+            url,
+            "openai",
+            "HTTP server (not recognised)",
+            channel="request",
+            notes=["it answers HTTP but lists no models"],
+        )
+    return None
+
+
+def _k_from_metrics(text: str) -> int | None:
+    from halospec_tui.backends.metrics import parse_spec_metrics
+
+    m = parse_spec_metrics(text)
+    if m.get("drafts"):
+        return max(1, round(m.get("draft_tokens", 0.0) / m["drafts"]))
+    return None
+
+
+def probe(
+    url: str, *, timeout: float = PROBE_TIMEOUT_S, client: httpx.Client | None = None
+) -> Found | None:
+    """Probe one base URL (its paths in parallel) and classify it."""
+    url = url.rstrip("/")
+    own = client is None
+    client = client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+    try:
+        with ThreadPoolExecutor(max_workers=len(PROBE_PATHS)) as pool:
+            futures = {p: pool.submit(_get, client, url + p) for p in PROBE_PATHS}
+            answers = {p: f.result() for p, f in futures.items()}
+    finally:
+        if own:
+            client.close()
+    return classify(url, answers)
+
+
+def discover(
+    addresses: Sequence[str] | None = None, *, timeout: float = PROBE_TIMEOUT_S
+) -> list[Found]:
+    """Probe `addresses` (default: DEFAULT_ADDRESSES) in parallel; what answered, in order.
+
+    Takes about `timeout` seconds at most (all probes run at once); never raises for a
+    server that is down, slow or strange."""
+    urls = list(dict.fromkeys(a.rstrip("/") for a in (addresses or DEFAULT_ADDRESSES)))
+    limits = httpx.Limits(max_connections=len(urls) * len(PROBE_PATHS), max_keepalive_connections=0)
+    with (
+        httpx.Client(timeout=httpx.Timeout(timeout), limits=limits) as client,
+        ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool,
+    ):
+        results = list(pool.map(lambda u: probe(u, timeout=timeout, client=client), urls))
+    return [f for f in results if f is not None]
+
+
+def profile_for(found: Found, base: Profile | None = None) -> Profile:
+    """A profile for `found`: HaloSpec's sweep (or `base`) on that server."""
+    p = base if base is not None else Profile()
+    p.name = f"discovered-{found.kind}"
+    p.description = f"{found.label} at {found.url} (written by halospec-tui --discover)"
+    p.backend.kind = found.kind
+    p.backend.url = found.url
+    p.backend.draft_channel = found.channel
+    if found.model:
+        p.request.model = found.model
+    if found.channel == "none":
+        # the server's k is fixed: one mode at that k, not nine measurements of one configuration
+        p.run.modes = [f"fixed_{found.k_guess or 3}"]
+    return p
+
+
+def default_profile_path(found: Found) -> Path:
+    return Path("profiles") / f"discovered-{found.kind}.toml"
+
+
+def write_profile(
+    found: Found, path: str | os.PathLike[str] | None = None, base: Profile | None = None
+) -> Path:
+    """Write profile_for(found) as TOML (with a comment saying what was found); returns the path."""
+    p = profile_for(found, base)
+    dest = Path(path) if path is not None else default_profile_path(found)
+    head = [f"# {found.line()}"] + [f"# note: {n}" for n in found.notes]
+    if found.channel == "none":
+        head.append(
+            f"# run.modes holds one mode: set fixed_K to the draft length the server was started "
+            f"with{' (guessed from /metrics: ' + str(found.k_guess) + ')' if found.k_guess else ''}"
+        )
+    head.append(f"# run it: halospec-tui --profile {dest}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".tmp")
+    tmp.write_text("\n".join(head) + "\n\n" + p.to_toml(), encoding="utf-8")
+    tmp.replace(dest)
+    return dest
+
+
+def format_found(found: Sequence[Found]) -> str:
+    if not found:
+        return "no server answered"
+    lines = []
+    for i, f in enumerate(found, 1):
+        lines.append(f"{i}. {f.line()}")
+        lines += [f"   - {n}" for n in f.notes]
+    return "\n".join(lines)
+
+
+def run_cli(
+    *,
+    addresses: Sequence[str] | None = None,
+    pick: int | None = None,
+    write: str | None = None,
+    timeout: float = PROBE_TIMEOUT_S,
+) -> int:
+    """`halospec-tui --discover`: 0 listed (and written), 2 bad --pick, 3 nothing answered."""
+    urls = list(addresses or DEFAULT_ADDRESSES)
+    print(f"probing {', '.join(urls)} ...", flush=True)
+    found = discover(urls, timeout=timeout)
+    print(format_found(found))
+    if not found:
+        print(
+            "start a server (docs/servers.md), or run halospec-tui with no profile for the "
+            "embedded engine",
+            file=sys.stderr,
+        )
+        return 3
+    if pick is None and sys.stdin.isatty() and sys.stdout.isatty():
+        try:
+            answer = input(
+                f"write a profile for which server? [1-{len(found)}, Enter: none] "
+            ).strip()
+        except EOFError:
+            answer = ""
+        if not answer:
+            return 0
+        try:
+            pick = int(answer)
+        except ValueError:
+            print(
+                f"halospec-tui: expected a number from 1 to {len(found)}, got {answer!r}",
+                file=sys.stderr,
+            )
+            return 2
+    if pick is None:
+        if write:
+            print("halospec-tui: --write needs --pick N (which server)", file=sys.stderr)
+            return 2
+        return 0
+    if not 1 <= pick <= len(found):
+        print(
+            f"halospec-tui: --pick: expected a number from 1 to {len(found)}, got {pick}",
+            file=sys.stderr,
+        )
+        return 2
+    dest = write_profile(found[pick - 1], write)
+    print(f"wrote {dest}; run it with: halospec-tui --profile {dest}")
+    return 0

@@ -1,0 +1,502 @@
+"""adaptive:model — pick the k that maximises expected tokens/s under Leviathan et al.'s model.
+
+Model (shared/facts/speculation.md): a verify step that drafts k tokens emits
+``E(k) = (1 - α^(k+1)) / (1 - α)`` tokens on average and costs ``v + k·d`` ms, so
+tokens/s ∝ ``E(k) / (v + k·d)``. Every request updates *discounted* estimates (each older
+request's weight is multiplied by ``discount`` per new request) of:
+
+* **α, the per-token acceptance.** A server reports per request the drafted tokens D, the
+  accepted tokens A and (through predicted_n) the verify steps S = predicted_n − A − 1 (each
+  verify step emits its accepted tokens plus one; the first token comes from the prefill).
+  Accepted tokens are a *leading run*, so ``A/D`` underestimates α; instead α solves
+  ``Σ A = Σ S_d · g(α, k_d)`` with ``g(α, k) = α(1 − α^k)/(1 − α)``, the expected accepted
+  tokens of a step drafting k (the moment equation, which is also the maximum-likelihood
+  estimate under the truncated-geometric model). Requests are pooled by requested k; ``k_d``
+  is the pool's observed drafted tokens per drafting step (the last steps of a reply draft
+  fewer). A weak prior (``prior_steps`` steps at ``prior_alpha``) keeps it finite.
+* **v and d, the cost of a verify step and of one drafted token.** Per request, the time per
+  verify step ``y = predicted_ms / S`` against the drafted tokens per step ``x = D / S``: a
+  discounted least-squares line ``y = v + d·x``. The slope needs requests at two or more k;
+  without a server's ``predicted_ms`` the client latency (minus ``prompt_ms`` if reported) is
+  used instead.
+
+**Decision.** k* = argmax over [k_min, k_max] of ``E(α̂, k) / (v̂ + k·d̂)``; k changes only
+when the predicted gain over the current k is at least ``min_gain``. **Exploration** only
+where uncertainty matters: the k is also chosen with d at ``d̂ ± probe_z·se(d̂)`` (v refitted
+through the data's centre); when those choices differ, or when the slope is not identified
+yet (one k seen), the controller probes one neighbouring k towards the uncertain side, at
+most once every ``probe_gap`` requests. Until the slope is known, d = ``prior_cost_ratio``·v.
+
+**Shifts.** A request whose step time (or accepted count) is more than ``change_z`` standard
+deviations from the prediction, ``change_runs`` times in a row on the same side, marks a shift
+(load, content): the cost (or acceptance) history keeps only ``change_keep`` of its weight,
+so the estimates follow the new regime within a few requests instead of ~1/(1 − discount).
+
+A failed request, or one without draft counters, changes nothing (k is kept and the reason
+says why): without counters there is no acceptance to estimate.
+"""
+
+from __future__ import annotations
+
+import math
+
+from halospec_tui.core.controllers.base import Observation
+from halospec_tui.core.events import Decision
+from halospec_tui.profile import ModelControllerSettings
+
+_ALPHA_LO, _ALPHA_HI = 1e-6, 1.0 - 1e-9
+PRIOR_SD = 3.0  # sd of the prior slope, in units of the prior slope itself (a weak prior)
+V_PRIOR_SD = 0.5  # sd of the verify-step prior after a cost shift, in units of itself
+
+
+def accepted_per_step(alpha: float, k: float) -> float:
+    """g(α, k): expected accepted tokens of a verify step that drafts k (leading run)."""
+    if k <= 0:
+        return 0.0
+    if alpha >= 1.0:
+        return float(k)
+    return alpha * (1.0 - alpha**k) / (1.0 - alpha)
+
+
+def tokens_per_step(alpha: float, k: float) -> float:
+    """E(k) = 1 + g(α, k) = (1 − α^(k+1)) / (1 − α)."""
+    return 1.0 + accepted_per_step(alpha, k)
+
+
+def accepted_variance(alpha: float, k: int) -> float:
+    """Variance of the accepted count of one step drafting k (truncated geometric)."""
+    if k <= 0:
+        return 0.0
+    mean = accepted_per_step(alpha, k)
+    second = sum(j * j * alpha**j * (1.0 - alpha) for j in range(k)) + k * k * alpha**k
+    return max(second - mean * mean, 0.0)
+
+
+def solve_alpha(pools: list[tuple[float, float, float]]) -> float | None:
+    """α solving Σ A = Σ S·g(α, k) over pools of (accepted A, drafting steps S, k); None if
+    there are no steps. Σ S·g is increasing in α, so bisection finds the root."""
+    steps = sum(s for _, s, _ in pools)
+    if steps <= 0:
+        return None
+    target = sum(a for a, _, _ in pools)
+    lo, hi = _ALPHA_LO, _ALPHA_HI
+    if target <= 0:
+        return lo
+    if target >= sum(s * k for _, s, k in pools):
+        return hi
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if sum(s * accepted_per_step(mid, k) for _, s, k in pools) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-7:
+            break
+    return 0.5 * (lo + hi)
+
+
+def best_k(alpha: float, v: float, d: float, k_min: int, k_max: int) -> tuple[int, float]:
+    """argmax of E(α, k)/(v + k·d) over [k_min, k_max] (smallest k on ties) and its value."""
+    best, best_val = k_min, -1.0
+    for k in range(k_min, k_max + 1):
+        val = tokens_per_step(alpha, k) / max(v + k * d, 1e-12)
+        if val > best_val * (1.0 + 1e-12):
+            best, best_val = k, val
+    return best, best_val
+
+
+def rate(alpha: float, v: float, d: float, k: int) -> float:
+    return tokens_per_step(alpha, k) / max(v + k * d, 1e-12)
+
+
+def verify_steps(obs: Observation) -> tuple[int, int] | None:
+    """(verify steps, drafting steps) behind one reply's counters; None without counters."""
+    drafted, accepted = obs.draft_n, obs.draft_n_accepted
+    if drafted is None or accepted is None:
+        return None
+    k = max(obs.k, 1)
+    if obs.predicted_n is not None and obs.predicted_n - accepted - 1 >= 1:
+        steps = obs.predicted_n - accepted - 1
+    else:
+        steps = max(1, math.ceil(drafted / k))
+    drafting = min(steps, drafted) if drafted > 0 else 0
+    drafting = max(drafting, math.ceil(drafted / k)) if drafted > 0 else 0
+    return max(steps, drafting), drafting
+
+
+class _Regression:
+    """Discounted least squares y = v + d·x, each request weight 1 (times discount^age)."""
+
+    def __init__(self) -> None:
+        self.w = self.wx = self.wy = self.wxx = self.wxy = self.wyy = self.w2 = 0.0
+
+    def scale(self, f: float) -> None:
+        self.w *= f
+        self.wx *= f
+        self.wy *= f
+        self.wxx *= f
+        self.wxy *= f
+        self.wyy *= f
+        self.w2 *= f * f
+
+    def add(self, x: float, y: float) -> None:
+        self.w += 1.0
+        self.wx += x
+        self.wy += y
+        self.wxx += x * x
+        self.wxy += x * y
+        self.wyy += y * y
+        self.w2 += 1.0
+
+    @property
+    def n_eff(self) -> float:
+        return self.w * self.w / self.w2 if self.w2 > 0 else 0.0
+
+    def fit(
+        self,
+        noise_floor: float,
+        prior_ratio: float,
+        rel_sd: float | None = None,
+        v_prior: float | None = None,
+    ) -> dict[str, float] | None:
+        """v and d by discounted least squares with Gaussian priors (a ridge regression).
+
+        Prior on d: d₀ = prior_ratio·v (from the data's level), sd PRIOR_SD·d₀, weak: with
+        no spread in x the slope is the prior's, with spread the data's. Optional prior on v
+        (``v_prior``, sd V_PRIOR_SD·v_prior): after a cost shift the verify step is assumed
+        to cost about what it cost before, so one k already tells how dear a drafted token
+        became. The noise σ of one request's step time is ``rel_sd``·ȳ (the controller's
+        robust scale) or, before that exists, the residual sd; at least noise_floor·ȳ.
+        Returns x̄, ȳ, v, d, se_d, sigma and identified (the data outweigh the slope prior)."""
+        if self.w <= 1e-9:
+            return None
+        xb, yb = self.wx / self.w, self.wy / self.w
+        sxx = max(self.wxx - self.w * xb * xb, 0.0)
+        syy = max(self.wyy - self.w * yb * yb, 0.0)
+        sxy = self.wxy - self.w * xb * yb
+        floor = (noise_floor * yb) ** 2
+        if rel_sd is not None:
+            sigma2 = max((rel_sd * yb) ** 2, floor)
+        elif sxx > 1e-9 * self.w and self.n_eff > 2.0:
+            n = self.n_eff
+            sigma2 = max(max(syy - sxy * sxy / sxx, 0.0) / self.w * (n / (n - 2.0)), floor)
+        else:
+            sigma2 = max(syy / self.w, floor)
+        tiny = 1e-9 * max(yb, 1e-9)
+        sigma2 = max(sigma2, tiny * tiny)
+        d0 = max(prior_ratio * yb / (1.0 + prior_ratio * xb), tiny)
+        pd = 1.0 / (PRIOR_SD * d0) ** 2
+        if v_prior is not None and v_prior > 0:
+            v0, pv = v_prior, 1.0 / (V_PRIOR_SD * v_prior) ** 2
+        else:
+            v0, pv = 0.0, 0.0
+        a11 = self.w / sigma2 + pv
+        a12 = self.wx / sigma2
+        a22 = self.wxx / sigma2 + pd
+        b1 = self.wy / sigma2 + v0 * pv
+        b2 = self.wxy / sigma2 + d0 * pd
+        det = a11 * a22 - a12 * a12
+        if det <= 0:
+            return None
+        v = (b1 * a22 - b2 * a12) / det
+        d = (a11 * b2 - a12 * b1) / det
+        if d < 0.0:  # a drafted token cannot save time: refit v with d = 0
+            d, v = 0.0, b1 / a11
+        v = max(v, tiny)
+        return {
+            "xb": xb,
+            "yb": yb,
+            "v": v,
+            "d": d,
+            "se_d": (a11 / det) ** 0.5,
+            "sigma": sigma2**0.5,
+            "identified": float(sxx / sigma2 > pd),
+        }
+
+
+class ShiftScreen:
+    """Holds back surprising samples until they are confirmed as a shift or refuted.
+
+    A sample whose z-score is beyond ±`limit` is *held* (not yet added to the history, so it
+    cannot widen the noise estimate it is judged by). `runs` held samples in a row on the
+    same side confirm a shift: the caller drops its history, then adds them as they are. A
+    sample back within the limit (or on the other side) refutes the held ones: they were
+    outliers (a latency spike, a preempted request) and are added *clipped* to the limit, so
+    one bad request cannot drag an estimate far.
+    """
+
+    def __init__(self, limit: float, runs: int) -> None:
+        self.limit, self.runs = limit, max(1, runs)
+        self.held: list[tuple[object, object]] = []  # (sample, its clipped version)
+        self.side = 0
+
+    def push(
+        self, z: float | None, sample: object, clipped: object | None = None
+    ) -> tuple[list[object], bool, list[object]]:
+        """(samples to add before, shift confirmed, samples to add after the history drop)."""
+        if self.limit <= 0 or z is None or not math.isfinite(z):
+            side = 0
+        else:
+            side = 1 if z > self.limit else (-1 if z < -self.limit else 0)
+        if side == 0:
+            out = [c for _, c in self.held] + [sample]
+            self.held, self.side = [], 0
+            return out, False, []
+        before: list[object] = []
+        if side != self.side:
+            before = [c for _, c in self.held]
+            self.held, self.side = [], side
+        self.held.append((sample, sample if clipped is None else clipped))
+        if len(self.held) >= self.runs:
+            after = [x for x, _ in self.held]
+            self.held, self.side = [], 0
+            return before, True, after
+        return before, False, []
+
+
+class ModelController:
+    """Discounted α, v, d estimates; k = argmax E(k)/(v + k·d); probes only when unsure."""
+
+    name = "model"
+
+    def __init__(self, settings: ModelControllerSettings | None = None) -> None:
+        self.s = settings or ModelControllerSettings()
+        self.warmup_k = self.s.warmup_k
+        self.k = self._clamp(self.s.initial_k)
+        self.pools: dict[int, list[float]] = {}  # requested k -> [A, S_drafting, D]
+        self.cost = _Regression()
+        self.timing = ""  # "server" (predicted_ms) or "client" (latency)
+        self.requests = 0
+        self.since_probe = self.s.probe_gap  # a first probe is allowed at once
+        self.gap = self.s.probe_gap  # doubles after each probe that changed nothing
+        self._probe_ks: tuple[int, int] | None = None  # (k, best k) when a probe was sent
+        self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
+        self._rel_w = self._rel_ss = 0.0  # discounted relative residuals² of accepted samples
+        self.v_prior: float | None = None  # the verify step's cost before the last cost shift
+        self._acc_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
+        self._note = ""  # what the last observation did (failure, no counters, shift)
+        self.shifts = 0
+
+    def _clamp(self, k: int) -> int:
+        return min(max(int(k), self.s.k_min), self.s.k_max)
+
+    def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
+        return {}
+
+    # --- estimates -------------------------------------------------------------------
+    def alpha(self) -> float | None:
+        pools = [(a, s, d / s) for a, s, d in self.pools.values() if s > 1e-9]
+        if self.s.prior_steps > 0:
+            k0 = float(self._clamp(self.s.initial_k))
+            pools.append(
+                (
+                    self.s.prior_steps * accepted_per_step(self.s.prior_alpha, k0),
+                    self.s.prior_steps,
+                    k0,
+                )
+            )
+        if not self.pools:
+            return None
+        return solve_alpha(pools)
+
+    def costs(self) -> dict[str, float] | None:
+        """v, d (ms), the slope's standard error and the fit's centre; None without data."""
+        rel = (self._rel_ss / self._rel_w) ** 0.5 if self._rel_w >= 3.0 else None
+        return self.cost.fit(self.s.noise_floor, self.s.prior_cost_ratio, rel, self.v_prior)
+
+    # --- decide ----------------------------------------------------------------------
+    def decide(self) -> Decision:
+        s, k = self.s, self.k
+        alpha, fit = self.alpha(), self.costs()
+        values: dict[str, float | None] = {"alpha": alpha, "requests": float(self.requests)}
+        note = f"{self._note}; " if self._note else ""
+        self._note = ""
+        if alpha is None or fit is None:
+            why = "no draft counters yet" if alpha is None else "no timings yet"
+            return Decision(k=k, reason=f"{note}{why} → keep k {k}", values=values)
+        v, d, se = fit["v"], fit["d"], fit["se_d"]
+        values.update(v_ms=v, d_ms=d, d_se_ms=se)
+        k_star, best_val = best_k(alpha, v, d, s.k_min, s.k_max)
+        cur_val = rate(alpha, v, d, k)
+        values.update(k_star=float(k_star), predicted_gain=best_val / cur_val - 1.0)
+        head = f"α {alpha:.2f}, v {v:.2f} ms, d {d:.3f}±{se:.3f} ms"
+        if not fit["identified"]:
+            head += " (mostly prior)"
+        self.since_probe += 1
+        if self._probe_ks is not None:
+            # the step after a probe: did it make another k the best (neither the k it left
+            # nor the one thought best then)? If not, wait twice as long before the next one:
+            # on a steady server probes thin out exponentially
+            moved = k_star not in self._probe_ks
+            self.gap = s.probe_gap if moved else min(self.gap * 2, 256)
+            self._probe_ks = None
+        if k_star != k and best_val >= cur_val * (1.0 + s.min_gain):
+            return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
+        # the choice with d at either end of its uncertainty band (the line kept through the
+        # data's centre), and what staying at k would lose if that end were the truth
+        z = s.probe_z
+        xb, yb = fit["xb"], fit["yb"]
+        ends: list[tuple[float, int]] = []  # (regret, best k) at d − z·se and d + z·se
+        for dd in (max(d - z * se, 0.0), d + z * se):
+            vv = max(yb - dd * xb, 1e-9)
+            kk, val = best_k(alpha, vv, dd, s.k_min, s.k_max)
+            ends.append((val / rate(alpha, vv, dd, k) - 1.0, kk))
+        (_, k_hi), (_, k_lo) = ends
+        regret, target = max(ends)
+        values.update(k_lo=float(k_lo), k_hi=float(k_hi), regret=regret)
+        if z > 0 and self.since_probe > self.gap and regret > s.min_gain and target != k:
+            # half-way towards the k that would be best at the worrying end (at least one)
+            step = max(1, math.ceil(abs(target - k) / 2))
+            new = self._clamp(k + (step if target > k else -step))
+            self.since_probe = 0
+            self._probe_ks = (k, k_star)
+            self.k = new
+            values["probe"] = 1.0
+            return Decision(
+                k=new,
+                reason=f"{note}{head}: best k {k_lo}..{k_hi} within ±{z:g} se, "
+                f"{regret * 100:.1f}% at stake → probe k {k}→{new}",
+                values=values,
+            )
+        return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
+
+    def _move(
+        self,
+        k_star: int,
+        best_val: float,
+        cur_val: float,
+        head: str,
+        values: dict[str, float | None],
+    ) -> Decision:
+        k = self.k
+        if k_star != k and best_val >= cur_val * (1.0 + self.s.min_gain):
+            self.k = k_star
+            why = (
+                f"{head}: best k {k_star} (+{(best_val / cur_val - 1) * 100:.1f}%) → k {k}→{k_star}"
+            )
+        elif k_star != k:
+            why = (
+                f"{head}: best k {k_star} gains {(best_val / cur_val - 1) * 100:.1f}% "
+                f"< {self.s.min_gain * 100:g}% → keep k {k}"
+            )
+        else:
+            why = f"{head}: best k {k} → keep k {k}"
+        return Decision(k=self.k, reason=why, values=values)
+
+    # --- observe ---------------------------------------------------------------------
+    def observe(self, obs: Observation) -> None:
+        if not obs.success:
+            self._note = "last step failed"
+            return
+        steps = verify_steps(obs)
+        if steps is None:
+            self._note = "last reply had no draft counters"
+            return
+        total, drafting = steps
+        drafted, accepted = int(obs.draft_n or 0), int(obs.draft_n_accepted or 0)
+        self.requests += 1
+        if drafting > 0:
+            k_eff = drafted / drafting
+            alpha = self.alpha()
+            z, clipped = None, None
+            sample = (obs.k, float(accepted), drafting, drafted)
+            if alpha is not None and self.pools:
+                mean = drafting * accepted_per_step(alpha, k_eff)
+                sd = (drafting * max(accepted_variance(alpha, max(1, round(k_eff))), 0.05)) ** 0.5
+                z = (accepted - mean) / sd
+                lim = self.s.change_z * sd
+                clipped = (obs.k, max(mean - lim, min(mean + lim, accepted)), drafting, drafted)
+            self._apply(
+                self._acc_screen.push(z, sample, clipped), self._add_acceptance, "acceptance"
+            )
+        ms, timing = _step_time(obs)
+        if ms is None:
+            return
+        if self.timing and timing != self.timing:  # the server stopped or started timing
+            self.cost = _Regression()
+            self.v_prior = None
+        self.timing = timing
+        x, y = drafted / total, ms / total
+        fit = self.costs()
+        z, clipped = None, None
+        sample: tuple[float, float, float] = (x, y, math.nan)
+        if fit is not None:
+            pred = max(fit["v"] + fit["d"] * x, 1e-9)
+            rel = (y - pred) / pred
+            sample = (x, y, rel)
+            # a fit that rests on the prior slope cannot judge a request at another k
+            known = fit["identified"] or abs(x - fit["xb"]) < 0.5
+            if self._rel_w >= 3.0 and known:
+                scale = max((self._rel_ss / self._rel_w) ** 0.5, self.s.noise_floor)
+                z = rel / scale
+                lim = self.s.change_z * scale
+                c_rel = max(-lim, min(lim, rel))
+                clipped = (x, pred * (1.0 + c_rel), c_rel)
+        # the requests that confirm a cost shift are not kept: two latency spikes in a row look
+        # the same, and the next request (at the same k) measures the new regime anyway
+        self._apply(
+            self._cost_screen.push(z, sample, clipped), self._add_cost, "cost", keep_after=False
+        )
+
+    def _apply(
+        self, pushed: tuple[list, bool, list], add, what: str, keep_after: bool = True
+    ) -> None:  # type: ignore[type-arg, no-untyped-def]
+        before, shift, after = pushed
+        for sample in before:
+            add(sample)
+        if shift:
+            self._shift(what)
+            if keep_after:
+                for sample in after:
+                    add(sample)
+
+    def _add_acceptance(self, sample: tuple[int, int, int, int]) -> None:
+        k, accepted, drafting, drafted = sample
+        g = self.s.discount
+        for pool in self.pools.values():
+            pool[0] *= g
+            pool[1] *= g
+            pool[2] *= g
+        pool = self.pools.setdefault(k, [0.0, 0.0, 0.0])
+        pool[0] += accepted
+        pool[1] += drafting
+        pool[2] += drafted
+
+    def _add_cost(self, sample: tuple[float, float, float]) -> None:
+        x, y, rel = sample
+        g = self.s.discount
+        self.cost.scale(g)
+        self.cost.add(x, y)
+        if math.isfinite(rel):  # the noise scale that the next residuals are judged by,
+            # winsorised at 3 scales so that a transition's misfits do not inflate it
+            if self._rel_w >= 3.0:
+                cap = 3.0 * max((self._rel_ss / self._rel_w) ** 0.5, self.s.noise_floor)
+                rel = max(-cap, min(cap, rel))
+            self._rel_w = g * self._rel_w + 1.0
+            self._rel_ss = g * self._rel_ss + rel * rel
+
+    def _shift(self, what: str) -> None:
+        keep = self.s.change_keep
+        if what == "cost":
+            fit = self.costs()
+            # a verify step costs something: a fit that put it near zero is no prior
+            plausible = fit is not None and fit["v"] > 0.1 * fit["yb"]
+            self.v_prior = fit["v"] if plausible else None  # type: ignore[index]
+            self.cost.scale(keep)
+        else:
+            for pool in self.pools.values():
+                pool[0] *= keep
+                pool[1] *= keep
+                pool[2] *= keep
+        self.shifts += 1
+        self.gap = self.s.probe_gap
+        self.since_probe = self.s.probe_gap  # the new regime may need a probe at once
+        self._note = (f"{self._note}; " if self._note else "") + f"{what} shift detected"
+
+
+def _step_time(obs: Observation) -> tuple[float | None, str]:
+    if obs.predicted_ms is not None and 0 < obs.predicted_ms < math.inf:
+        return float(obs.predicted_ms), "server"
+    if obs.latency_ms and obs.latency_ms > 0 and math.isfinite(obs.latency_ms):
+        return max(float(obs.latency_ms) - float(obs.prompt_ms or 0.0), 1e-6), "client"
+    return None, ""

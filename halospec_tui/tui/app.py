@@ -1,0 +1,420 @@
+"""The live monitor and the report viewer.
+
+Threads: the sweep runs in a Textual thread worker (`MonitorApp._sweep`); the event bus calls
+the `EventPump` on its delivery thread; the pump posts one `EventsBatch` message a few times a
+second; the UI thread folds the batch into `MonitorState` and redraws the panes that changed.
+Nothing on the UI thread waits for the runner, and the runner never waits for the UI.
+
+Exit statuses of `run_monitor`: 0 (run ended, or q), 130 (Ctrl+C or SIGINT), 143 (SIGTERM),
+3 (backend unavailable), 2 (bad profile or --out), 1 (the run stopped on an error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from halospec_tui.backends.base import BackendUnavailable
+from halospec_tui.core.events import Event
+from halospec_tui.profile import Profile, ProfileError
+from halospec_tui.tui.messages import (
+    BackendFailed,
+    EventsBatch,
+    Exported,
+    ReportData,
+    ReportReady,
+    RunEnded,
+)
+from halospec_tui.tui.pump import EventPump
+from halospec_tui.tui.screens.export import ExportScreen
+from halospec_tui.tui.screens.help import HelpScreen
+from halospec_tui.tui.screens.main import MainScreen
+from halospec_tui.tui.screens.save import SaveProfileScreen
+from halospec_tui.tui.screens.summary import SummaryScreen
+from halospec_tui.tui.state import MonitorState
+
+STOP_WAIT_S = 5.0  # how long q / Ctrl+C wait for the step in flight
+REFRESH_S = 0.5  # batched redraws twice a second (pause, load and run end: within 0.1 s)
+TICK_S = 1.0  # clocks that move without events (load time, elapsed, time left)
+
+_LIVE_ACTIONS = {"toggle_load", "toggle_pause"}
+
+
+class MonitorApp(App[None]):
+    """Runs one Session's sweep and shows it. `session=None` shows events fed by `feed()`."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "HaloSpec monitor"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("l", "toggle_load", "Load"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("s", "save_profile", "Save profile"),
+        Binding("e", "export", "Export"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit_run", "Quit"),
+        Binding("ctrl+c", "interrupt", "Stop", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        session: Any = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        event_times: bool = True,
+        refresh_interval: float = REFRESH_S,
+        tick_interval: float = TICK_S,
+        profiles_dir: Path = Path("profiles"),
+        autostart: bool = True,
+        show_summary: bool = True,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.state = MonitorState(clock, event_times=event_times)
+        self.profiles_dir = profiles_dir
+        self.autostart = autostart
+        self.show_summary = show_summary
+        self._tick_interval = tick_interval
+        self.pump = EventPump(self._post_events, interval=refresh_interval)
+        self._sweep_started = False
+        self._sweep_done = threading.Event()
+        self.sweep_thread: threading.Thread | None = None
+        self._stopping = False
+        self.run_error = ""
+        self.report: ReportData | None = None
+        if session is not None:
+            s, b = self.state, session.backend
+            s.profile = session.profile.name
+            s.backend = getattr(b, "kind", session.profile.backend.kind)
+            s.draft_channel = getattr(b, "draft_channel", "")
+            s.model = getattr(b, "model", "") or session.profile.request.model
+            s.run_dir = str(session.run_dir)
+            s.modes = tuple(session.profile.run.modes)
+            s.total_steps = session.profile.total_steps()
+            s.warmup_per_mode = session.profile.run.warmup
+
+    # --- screens --------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen[Any]:
+        targets = None
+        if self.session is not None:
+            a = self.session.profile.controller.acceptance
+            targets = {"up": a.up, "up_big": a.up_big, "down": a.down, "down_big": a.down_big}
+        return MainScreen(targets)
+
+    @property
+    def main_screen(self) -> MainScreen:
+        return self.query_one_screen()
+
+    def query_one_screen(self) -> MainScreen:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        raise LookupError("no main screen")
+
+    def on_mount(self) -> None:
+        self.set_interval(self._tick_interval, self._tick)
+        if self.session is not None and self.autostart:
+            self.start_sweep()
+
+    def start_sweep(self) -> None:
+        if self._sweep_started or self.session is None:
+            return
+        self._sweep_started = True
+        self.session.bus.subscribe(self.pump)
+        self.pump.start()
+        self._sweep()
+
+    # --- events in ------------------------------------------------------------------------
+    def _post_events(self, batch: list[Event]) -> None:
+        self.post_message(EventsBatch(batch))
+
+    def feed(self, events: list[Event]) -> None:
+        """Apply events at once (tests and replays; the live path goes through the pump)."""
+        self.on_events_batch(EventsBatch(list(events)))
+
+    def on_events_batch(self, message: EventsBatch) -> None:
+        was_done = self.state.done
+        self.state.apply_all(message.events)
+        self._redraw()
+        if self.state.done != was_done:
+            self.refresh_bindings()
+
+    def _redraw(self) -> None:
+        with contextlib.suppress(LookupError):
+            self.main_screen.refresh_panes(self.state)
+
+    def _tick(self) -> None:
+        with contextlib.suppress(LookupError):
+            self.main_screen.tick(self.state)
+
+    # --- the sweep thread -----------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
+    def _sweep(self) -> None:
+        self.sweep_thread = threading.current_thread()
+        summary: dict[str, Any] | None = None
+        error = ""
+        try:
+            try:
+                self.session.start_backend()
+            except BackendUnavailable as e:
+                if not self._stopping:
+                    self.post_message(BackendFailed(str(e)))
+                return
+            summary = self.session.run()
+        except Exception as e:  # the runner reported it as a Notice/RunFinished already
+            error = f"{e.__class__.__name__}: {e}"
+        finally:
+            self._sweep_done.set()
+        self.post_message(RunEnded(summary, error))
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        self.run_error = message.error
+        self._close_and_exit(3, f"halospec-tui: backend unavailable: {message.error}")
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        self.run_error = message.error
+        if self._stopping:
+            return
+        self._finish_run(message.summary)
+
+    @work(thread=True, group="finish", exit_on_error=False)
+    def _finish_run(self, summary: dict[str, Any] | None) -> None:
+        """Stop burners and servers, flush files, read the run back for the summary."""
+        s = self.session
+        s.close()
+        self.pump.stop()
+        if not self.show_summary:
+            return
+        from halospec_tui.tui.report import load_report
+
+        if summary is None:
+            with contextlib.suppress(Exception):
+                summary = s.final_summary()
+        try:
+            data = load_report(s.run_dir, summary=summary, live=True)
+        except Exception as e:
+            self.post_message(Exported(None, f"cannot read the run back: {e}"))
+            return
+        self.post_message(ReportReady(data))
+
+    def on_report_ready(self, message: ReportReady) -> None:
+        self.report = message.data
+        if not self._stopping:
+            self.push_screen(SummaryScreen(message.data))
+
+    # --- keys -----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _LIVE_ACTIONS:
+            return self.session is not None and not self.state.done and not self._stopping
+        if action == "save_profile":
+            return self.session is not None
+        if action == "export":
+            return self.session is not None and not self._stopping
+        return True
+
+    def action_toggle_load(self) -> None:
+        if self.session is None or self.state.done:
+            return
+        self._toggle_load()
+
+    @work(thread=True, group="load", exit_on_error=False)
+    def _toggle_load(self) -> None:
+        """Starting or stopping burner processes takes a moment: not on the UI thread."""
+        self.session.runner.toggle_load()
+
+    def action_toggle_pause(self) -> None:
+        if self.session is None or self.state.done:
+            return
+        self.state.paused = self.session.runner.toggle_pause()
+        self.state.dirty.add("banner")
+        self._redraw()
+
+    def action_save_profile(self) -> None:
+        if self.session is None:
+            return
+
+        def saved(path: Path | None) -> None:
+            if path is not None:
+                self.notify(f"profile saved to {path}; run it with --profile {path}", title="saved")
+
+        self.push_screen(SaveProfileScreen(self.session.profile, self.profiles_dir), saved)
+
+    def action_export(self) -> None:
+        if self.session is None:
+            return
+
+        def chosen(dest: Path | None) -> None:
+            if dest is not None:
+                self._export(dest)
+
+        self.push_screen(ExportScreen(self.session.run_dir), chosen)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export(self, dest: Path) -> None:
+        from halospec_tui.core.results import export
+
+        try:
+            paths = export(self.session.run_dir, dest, self.session.profile)
+        except Exception as e:
+            self.post_message(Exported(None, f"{e.__class__.__name__}: {e}"))
+            return
+        self.post_message(Exported(paths))
+
+    def on_exported(self, message: Exported) -> None:
+        if message.paths is None:
+            self.notify(message.error, title="export failed", severity="error")
+        else:
+            csv_path, json_path = message.paths
+            self.notify(f"{csv_path}\n{json_path}", title="exported")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_quit_run(self) -> None:
+        self.stop_run(1 if self.run_error else 0)
+
+    def action_interrupt(self) -> None:
+        self.stop_run(130)
+
+    def stop_run(self, code: int) -> None:
+        """Cancel the sweep, wait up to 5 s for it, stop everything, exit with `code`."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.state.stopping = True
+        self.state.dirty.add("banner")
+        self._redraw()
+        self.refresh_bindings()
+        if self.session is not None:
+            self.session.runner.cancel()
+        self._close_and_exit(code)
+
+    def _close_and_exit(self, code: int, message: str | None = None) -> None:
+        self._stopping = True
+        self._stop_worker(code, message)
+
+    @work(thread=True, group="shutdown", exit_on_error=False)
+    def _stop_worker(self, code: int, message: str | None) -> None:
+        if self._sweep_started:
+            self._sweep_done.wait(STOP_WAIT_S)
+        if self.session is not None:
+            self.session.close()
+        self.pump.stop()
+        self.call_from_thread(self.exit, None, code, message)
+
+    def on_unmount(self) -> None:
+        # any other way out (a test ending, an exception) still stops the run and its children
+        if self.session is not None:
+            self.session.runner.cancel()
+            self.session.close()
+        self.pump.stop()
+
+
+class ReportApp(App[None]):
+    """`halospec-tui report PATH`: the summary screen of a finished run or CSV."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "HaloSpec report"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, data: ReportData) -> None:
+        super().__init__()
+        self.data = data
+
+    def get_default_screen(self) -> Screen[Any]:
+        return SummaryScreen(self.data)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+
+# --- entry points for the CLI ---------------------------------------------------------------
+
+
+def _err(text: str) -> None:
+    print(f"halospec-tui: {text}", file=sys.stderr)
+
+
+def run_monitor(profile: Profile, out: str | None = None, *, backend: Any = None) -> int:
+    """Open the monitor on a new run of `profile`; returns the process exit status."""
+    from halospec_tui.session import Session
+
+    try:
+        session = Session.create(profile, out, backend=backend)
+    except ProfileError as e:
+        _err(str(e))
+        return 2
+    app = MonitorApp(session)
+    loop = asyncio.new_event_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, app.stop_run, 143)
+        loop.add_signal_handler(signal.SIGINT, app.stop_run, 130)
+    try:
+        app.run(loop=loop)
+    finally:
+        session.close()
+        _close_loop(loop)
+    code = app.return_code if app.return_code is not None else 0
+    t = app.sweep_thread
+    if t is not None and t.is_alive():
+        t.join(2.0)
+    if t is not None and t.is_alive():
+        # a request that ignores cancellation: the files are closed and every child stopped,
+        # so leave now rather than wait for its timeout at interpreter exit
+        from halospec_tui.core import procs
+
+        _err("the step in flight did not end; leaving it behind (files are complete)")
+        procs.stop_all()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio.run's cleanup, except that it does not wait for executor threads (the sweep
+    worker is one): a request stuck past the 5 s stop limit must not hold the exit."""
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def run_report(path: Path) -> int:
+    """Open the summary screen for a run folder or a results CSV (ours or HaloSpec's)."""
+    from halospec_tui.core.results import ResultsFileError
+    from halospec_tui.tui.report import load_report
+
+    try:
+        data = load_report(path)
+    except (ResultsFileError, ProfileError) as e:
+        _err(str(e))
+        return 2
+    app = ReportApp(data)
+    app.run()
+    return app.return_code if app.return_code is not None else 0

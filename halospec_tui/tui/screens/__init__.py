@@ -1,0 +1,1 @@
+"""Screens: the live monitor, the end-of-run summary, and the modal dialogs."""

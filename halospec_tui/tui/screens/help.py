@@ -1,0 +1,46 @@
+"""`?`: what each key does and what each pane shows."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# HaloSpec monitor
+
+| key | what it does |
+|---|---|
+| `l` | CPU load on/off now, in any mode (rows get the load / recovery phases) |
+| `p` | pause / resume: no new step starts while paused |
+| `s` | save the run's profile as TOML (`profiles/NAME.toml`; load it with `--profile`) |
+| `e` | export now: results CSV and summary.json of the rows so far, to a folder you confirm |
+| `m` | from the summary, back to the monitor |
+| `q` | stop cleanly and exit (status 0); `Ctrl+C` the same with status 130 |
+| `?` | this help (`Esc` closes it) |
+
+**Panes.** Header: profile, backend, how the draft length reaches the server, model, run
+folder. Banner: the phase (WARMUP, STEADY, LOAD, RECOVERY, PAUSED, DONE); while load is on,
+how long it ran and how long is left. Progress: mode i of n, step j of N, the whole run with
+the time left. Sparklines: latency, draft_length and acceptance of the current mode with the
+last value and the mode's p50/p95. Controller: k now, EMA and thresholds (latency) or window
+acceptance and targets (acceptance), the last decision and why. Modes: one row per finished
+mode, the winner starred (lowest score among modes whose k provably reached the server).
+Events: mode starts, thresholds, load on/off, failures with their error, warnings.
+
+Stopping waits at most 5 s for the step in flight, stops the load burners and any server the
+run started, and leaves complete files in the run folder.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-dialog", classes="dialog"):
+            yield Markdown(HELP)

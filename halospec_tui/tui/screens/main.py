@@ -1,0 +1,82 @@
+"""The live monitor screen: every pane of the running sweep."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from halospec_tui.tui.state import MonitorState
+from halospec_tui.tui.widgets.banner import PhaseBanner
+from halospec_tui.tui.widgets.charts import ModeCharts
+from halospec_tui.tui.widgets.controller import ControllerPane
+from halospec_tui.tui.widgets.event_log import EventLog
+from halospec_tui.tui.widgets.header import RunHeader
+from halospec_tui.tui.widgets.modes_table import ModesTable
+from halospec_tui.tui.widgets.progress import RunProgress
+
+WIDE = 140  # columns from which the modes table and the log sit side by side
+TALL = 40  # rows from which the sparklines get two rows each
+
+
+class MainScreen(Screen[None]):
+    def __init__(self, acceptance_targets: dict[str, float] | None = None) -> None:
+        super().__init__(id="main")
+        self._targets = acceptance_targets
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        yield PhaseBanner(id="banner")
+        yield RunProgress(id="progress")
+        with Horizontal(id="live"):
+            yield ModeCharts(id="charts")
+            yield ControllerPane(self._targets, id="controller")
+        with Vertical(id="bottom"):
+            table = ModesTable(id="modes")
+            table.border_title = "modes"
+            yield table
+            log = EventLog(id="log")
+            log.border_title = "events"
+            yield log
+        yield Footer()
+
+    def on_mount(self) -> None:
+        state = getattr(self.app, "state", None)
+        if state is not None:
+            state.dirty.update(("header", "banner", "progress", "charts", "controller", "modes"))
+            self.refresh_panes(state)
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= WIDE, "-wide")
+        self.set_class(self.size.height >= TALL, "-tall")
+
+    def refresh_panes(self, s: MonitorState) -> None:
+        """Redraw the panes whose data changed since the last call."""
+        dirty, s.dirty = s.dirty, set()
+        if "header" in dirty:
+            self.query_one(RunHeader).show(s)
+        if "banner" in dirty:
+            self.query_one(PhaseBanner).show(s)
+        if "progress" in dirty:
+            self.query_one(RunProgress).show(s)
+        if "charts" in dirty:
+            self.query_one(ModeCharts).show(s)
+        if "controller" in dirty:
+            self.query_one(ControllerPane).show(s)
+        if "modes" in dirty:
+            self.query_one(ModesTable).show_modes(s.finished, s.winner, s.modes_version)
+            self.query_one(ModesTable).border_title = "modes" + (
+                (" · ★ winner" if s.done else " · ★ best so far") if s.winner else ""
+            )
+        if "log" in dirty:
+            entries, dropped = s.take_log()
+            if entries or dropped:
+                self.query_one(EventLog).add_entries(entries, dropped)
+
+    def tick(self, s: MonitorState) -> None:
+        """Once a second: clocks that move without events (load time, elapsed, time left)."""
+        if s.load_on:
+            self.query_one(PhaseBanner).show(s)
+        if not s.done and s.started_at is not None:
+            self.query_one(RunProgress).show(s)

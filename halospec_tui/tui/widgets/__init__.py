@@ -1,0 +1,1 @@
+"""Monitor panes, one module per area."""

@@ -1,0 +1,482 @@
+"""The new controllers (model, bandit, heuristic) on scripted reply sequences.
+
+Replies come from a small speculative-decoding simulator (`Sim`): per verify step it drafts
+min(k, remaining − 1) tokens, accepts a leading run with probability α per token, and costs
+v + k·d ms; a request also pays a fixed overhead. With `exact=True` it returns expected counts
+instead of random ones (a constant function of k: "constant input").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from halospec_tui.core.controllers import (
+    NEW_CONTROLLERS,
+    REGISTRY,
+    BanditController,
+    HeuristicController,
+    ModelController,
+    make_controller,
+)
+from halospec_tui.core.controllers.base import Observation
+from halospec_tui.core.controllers.model import (
+    accepted_per_step,
+    best_k,
+    solve_alpha,
+    tokens_per_step,
+    verify_steps,
+)
+from halospec_tui.profile import (
+    BanditControllerSettings,
+    HeuristicControllerSettings,
+    ModelControllerSettings,
+    Profile,
+)
+
+# --- the simulator ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Sim:
+    alpha: float = 0.8
+    v: float = 2.5  # ms per verify step
+    d: float = 0.15  # ms per drafted token
+    overhead: float = 5.0  # ms per request (HTTP, prefill)
+    tokens: int = 128
+    noise: float = 0.0  # lognormal sd of the time
+    exact: bool = False
+    counters: bool = True
+    timings: bool = True
+
+    def expected_ms(self, k: int) -> float:
+        """Expected client latency of a request at draft length k (ignoring the tail)."""
+        return self.overhead + self.tokens / tokens_per_step(self.alpha, k) * (self.v + k * self.d)
+
+    def reply(self, k: int, rng: random.Random) -> Observation:
+        if self.exact:
+            steps = max(1, round((self.tokens - 1) / tokens_per_step(self.alpha, k)))
+            drafted = steps * k
+            accepted = round(steps * accepted_per_step(self.alpha, k))
+            produced = 1 + accepted + steps
+            ms = steps * (self.v + k * self.d)
+        else:
+            produced, steps, drafted, accepted, ms = 1, 0, 0, 0, 0.0
+            while produced < self.tokens:
+                kk = min(k, self.tokens - produced - 1)
+                acc = 0
+                while acc < kk and rng.random() < self.alpha:
+                    acc += 1
+                steps += 1
+                drafted += kk
+                accepted += acc
+                produced += acc + 1
+                ms += self.v + kk * self.d
+        if self.noise:
+            ms *= math.exp(rng.gauss(0.0, self.noise))
+        return Observation(
+            k=k,
+            success=True,
+            latency_ms=self.overhead + ms,
+            tokens=produced,
+            draft_n=drafted if self.counters else None,
+            draft_n_accepted=accepted if self.counters else None,
+            predicted_n=produced if self.counters else None,
+            predicted_ms=ms if self.timings else None,
+        )
+
+    def best(self, k_min: int = 1, k_max: int = 8) -> int:
+        return min(range(k_min, k_max + 1), key=self.expected_ms)
+
+
+Schedule = Callable[[int], Sim]  # step (0-based) -> environment
+
+
+def drive(ctl, schedule: Schedule, steps: int, seed: int = 0) -> list[int]:
+    """Run a controller against the simulator; returns the k of every step."""
+    rng = random.Random(seed)
+    ks = []
+    for i in range(steps):
+        k = ctl.decide().k
+        ks.append(k)
+        ctl.observe(schedule(i).reply(k, rng))
+    return ks
+
+
+def efficiency(ks: list[int], schedule: Schedule, start: int = 0, end: int | None = None) -> float:
+    """Expected time of the per-step oracle / expected time of the ks (1.0 = oracle)."""
+    end = len(ks) if end is None else end
+    chosen = sum(schedule(i).expected_ms(ks[i]) for i in range(start, end))
+    oracle = sum(schedule(i).expected_ms(schedule(i).best()) for i in range(start, end))
+    return oracle / chosen
+
+
+def aba(ks: list[int]) -> int:
+    """Oscillations: steps where k returns to the value of two steps before (A, B, A)."""
+    return sum(1 for a, b, c in zip(ks, ks[1:], ks[2:], strict=False) if a == c != b)
+
+
+def new(name: str, **kw):
+    cls, st_cls = {
+        "model": (ModelController, ModelControllerSettings),
+        "bandit": (BanditController, BanditControllerSettings),
+        "heuristic": (HeuristicController, HeuristicControllerSettings),
+    }[name]
+    return cls(st_cls(**kw))
+
+
+def ping_pong(ks: list[int], length: int = 5) -> bool:
+    """A B A B A ... of `length` steps anywhere: persistent flip-flopping between two values."""
+    run = 1
+    for i in range(2, len(ks)):
+        run = run + 1 if ks[i] == ks[i - 2] != ks[i - 1] else 1
+        if run + 1 >= length:
+            return True
+    return False
+
+
+ALL = ("model", "bandit", "heuristic")
+
+# --- the model's arithmetic ---------------------------------------------------------------
+
+
+def test_expected_tokens_per_step_is_leviathans():
+    assert tokens_per_step(0.8, 4) == pytest.approx((1 - 0.8**5) / 0.2)
+    assert accepted_per_step(0.8, 4) == pytest.approx(tokens_per_step(0.8, 4) - 1)
+    assert accepted_per_step(1.0, 5) == 5.0
+    assert accepted_per_step(0.5, 0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("alpha", "c", "k"),
+    # shared/facts/speculation.md: integer optimum of the Leviathan model (v = 1, d = c)
+    [
+        (0.6, 0.01, 7),
+        (0.6, 0.05, 4),
+        (0.6, 0.1, 3),
+        (0.6, 0.2, 2),
+        (0.8, 0.05, 8),
+        (0.8, 0.1, 6),
+        (0.8, 0.2, 4),
+        (0.9, 0.1, 10),
+        (0.9, 0.2, 7),
+        (0.9, 0.01, 24),
+    ],
+)
+def test_best_k_matches_the_optimum_table(alpha, c, k):
+    assert best_k(alpha, 1.0, c, 1, 64)[0] == k
+
+
+@given(alpha=st.floats(0.05, 0.97), k=st.integers(1, 12), steps=st.integers(5, 500))
+def test_solve_alpha_inverts_the_leading_run_mean(alpha, k, steps):
+    accepted = steps * accepted_per_step(alpha, k)
+    assert solve_alpha([(accepted, steps, k)]) == pytest.approx(alpha, abs=1e-5)
+
+
+def test_acceptance_estimate_is_not_the_naive_rate():
+    # 20 steps of k = 8 accepting 4 each: accepted/drafted = 0.5, but α is higher (leading run)
+    a = solve_alpha([(80.0, 20.0, 8.0)])
+    assert a is not None and a > 0.75
+    assert accepted_per_step(a, 8) == pytest.approx(4.0, abs=1e-4)
+
+
+def test_verify_steps_from_counters():
+    obs = Observation(
+        k=4, success=True, latency_ms=1, draft_n=40, draft_n_accepted=30, predicted_n=64
+    )
+    assert verify_steps(obs) == (33, 33)  # 64 − 30 − 1 (the first token is the prefill's)
+    assert verify_steps(
+        Observation(k=4, success=True, latency_ms=1, draft_n=40, draft_n_accepted=3)
+    ) == (10, 10)
+    assert verify_steps(Observation(k=4, success=True, latency_ms=1)) is None
+
+
+# --- common contract ------------------------------------------------------------------------
+
+
+def test_registry_and_profile_settings():
+    p = Profile()
+    p.controller.model.initial_k = 3
+    p.controller.bandit.initial_k = 6
+    p.controller.heuristic.initial_k = 2
+    assert set(NEW_CONTROLLERS) <= set(REGISTRY)
+    for name, cls, k in (
+        ("model", ModelController, 3),
+        ("bandit", BanditController, 6),
+        ("heuristic", HeuristicController, 2),
+    ):
+        c = make_controller(f"adaptive:{name}", p)
+        assert isinstance(c, cls) and c.name == name and c.decide().k == k
+        assert c.warmup_k == 4 and c.calibrate([1.0, 2.0]) == {}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_failures_and_missing_counters_keep_k(name):
+    c = new(name, initial_k=5)
+    assert c.decide().k == 5
+    c.observe(Observation(k=5, success=False, latency_ms=0.0))
+    d = c.decide()
+    assert d.k == 5 and "failed" in d.reason
+    if name != "bandit":  # the bandit needs only tokens and latency
+        c.observe(Observation(k=5, success=True, latency_ms=80.0, tokens=64))
+        d = c.decide()
+        assert d.k == 5 and "counters" in d.reason
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_decision_has_a_reason(name):
+    c = new(name)
+    rng = random.Random(1)
+    for _ in range(30):
+        d = c.decide()
+        assert d.reason and isinstance(d.values, dict)
+        c.observe(Sim(alpha=0.7).reply(d.k, rng))
+
+
+observations = st.builds(
+    Observation,
+    k=st.integers(1, 64),
+    success=st.booleans(),
+    latency_ms=st.floats(0, 1e6, allow_nan=False) | st.just(float("inf")),
+    tokens=st.integers(0, 1024),
+    draft_n=st.none() | st.integers(0, 1024),
+    draft_n_accepted=st.none() | st.integers(0, 1024),
+    predicted_n=st.none() | st.integers(0, 1100),
+    predicted_ms=st.none() | st.floats(0, 1e6, allow_nan=False),
+    prompt_ms=st.none() | st.floats(0, 1e4, allow_nan=False),
+)
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=60, deadline=None)
+@given(
+    bounds=st.tuples(st.integers(1, 12), st.integers(0, 12)),
+    obs=st.lists(observations, max_size=40),
+)
+def test_k_stays_within_bounds_whatever_the_replies(name, bounds, obs):
+    lo, span = bounds
+    c = new(name, k_min=lo, k_max=lo + span, initial_k=lo + span // 2)
+    for o in obs:
+        d = c.decide()
+        assert lo <= d.k <= lo + span
+        c.observe(dataclasses.replace(o, k=d.k))
+    assert lo <= c.decide().k <= lo + span
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=25, deadline=None)
+@given(
+    alpha=st.floats(0.3, 0.95),
+    d=st.floats(0.02, 3.0),
+    lo=st.integers(1, 3),
+    hi=st.integers(4, 10),
+    seed=st.integers(0, 10_000),
+)
+def test_k_stays_within_bounds_on_a_drifting_server(name, alpha, d, lo, hi, seed):
+    c = new(name, k_min=lo, k_max=hi, initial_k=hi)
+
+    def sched(i: int) -> Sim:
+        return Sim(alpha=alpha if i < 30 else 1.0 - alpha / 2, d=d * (1 + i / 10), noise=0.1)
+
+    assert all(lo <= k <= hi for k in drive(c, sched, 60, seed))
+
+
+# --- convergence on a stationary server ------------------------------------------------------
+
+STATIONARY = [
+    Sim(alpha=0.85),
+    Sim(alpha=0.72),
+    Sim(alpha=0.6, d=0.75),
+    Sim(alpha=0.9, d=0.3),
+    Sim(alpha=0.5, d=0.3),
+]
+
+
+@pytest.mark.parametrize("sim", STATIONARY, ids=lambda s: f"a{s.alpha}-d{s.d}")
+def test_model_converges_to_the_best_k(sim):
+    effs, finals = [], []
+    for seed in range(4):
+        c = new("model")
+        ks = drive(c, lambda i: sim, 80, seed)
+        effs.append(efficiency(ks, lambda i: sim, 20))
+        finals.append(c.decide().k)
+    # after 20 steps within 3 % of the best fixed k's expected time, and ending next to it
+    assert min(effs) >= 0.97
+    assert all(abs(k - sim.best()) <= 1 for k in finals), finals
+
+
+@pytest.mark.parametrize("sim", STATIONARY, ids=lambda s: f"a{s.alpha}-d{s.d}")
+def test_bandit_converges_near_the_best_k(sim):
+    effs = [
+        efficiency(drive(new("bandit"), lambda i: sim, 120, seed), lambda i: sim, 40)
+        for seed in range(4)
+    ]
+    assert sum(effs) / len(effs) >= 0.95
+
+
+@pytest.mark.parametrize("alpha", [0.6, 0.7, 0.8, 0.9])
+def test_heuristic_settles_where_a_third_of_drafts_are_full(alpha):
+    """HF's +2/−1 rule drifts to α^k ≈ 1/3 (k ≈ ln 3 / −ln α) and cycles around it."""
+    sim = Sim(alpha=alpha, exact=True)
+    ks = drive(new("heuristic", k_max=32), lambda i: sim, 80)
+    k_eq = math.log(3) / -math.log(alpha)
+    tail = ks[-30:]
+    assert min(tail) >= math.floor(k_eq) - 1 and max(tail) <= math.ceil(k_eq) + 2
+
+
+def test_heuristic_request_granularity_is_literal():
+    c = new("heuristic", granularity="request", initial_k=4)
+    c.decide()
+    c.observe(
+        Observation(
+            k=4,
+            success=True,
+            latency_ms=10,
+            tokens=64,
+            draft_n=8,
+            draft_n_accepted=8,
+            predicted_n=11,
+        )
+    )
+    assert c.decide().k == 6  # every drafted token accepted → +2
+    c.observe(
+        Observation(
+            k=6,
+            success=True,
+            latency_ms=10,
+            tokens=64,
+            draft_n=40,
+            draft_n_accepted=39,
+            predicted_n=64,
+        )
+    )
+    assert c.decide().k == 5  # one rejected → −1
+
+
+# --- shifts: the right direction -------------------------------------------------------------
+
+
+def _mean(xs: list[int]) -> float:
+    return sum(xs) / len(xs)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_acceptance_drop_moves_k_down(name):
+    def sched(i: int) -> Sim:
+        return Sim(alpha=0.9 if i < 50 else 0.45, d=0.3)
+
+    for seed in range(3):
+        ks = drive(new(name), sched, 100, seed)
+        assert _mean(ks[80:]) < _mean(ks[30:50]) - 2, ks
+
+
+@pytest.mark.parametrize("name", ["model", "bandit"])
+def test_draft_cost_rise_moves_k_down(name):
+    """CPU load: drafting gets 20x dearer, the verify step a little."""
+
+    def sched(i: int) -> Sim:
+        return Sim(alpha=0.85, d=3.0, v=3.0) if i >= 50 else Sim(alpha=0.85)
+
+    for seed in range(3):
+        ks = drive(new(name), sched, 100, seed)
+        assert _mean(ks[80:]) <= 2.5 < _mean(ks[30:50]) - 3, ks
+
+
+@pytest.mark.parametrize("name", ["model", "bandit"])
+def test_cost_drop_moves_k_back_up(name):
+    def sched(i: int) -> Sim:
+        return Sim(alpha=0.85, d=3.0, v=3.0) if i < 50 else Sim(alpha=0.85)
+
+    for seed in range(3):
+        ks = drive(new(name), sched, 100, seed)
+        assert _mean(ks[80:]) > _mean(ks[30:50]) + 3, ks
+
+
+def test_model_detects_shifts_and_says_so():
+    c = new("model")
+
+    def sched(i: int) -> Sim:
+        return Sim(alpha=0.85, d=3.0, v=3.0) if i >= 40 else Sim(alpha=0.85)
+
+    rng = random.Random(3)
+    reasons = []
+    for i in range(60):
+        d = c.decide()
+        reasons.append(d.reason)
+        c.observe(sched(i).reply(d.k, rng))
+    assert c.shifts >= 1
+    assert any("cost shift detected" in r for r in reasons[40:45])
+
+
+def test_model_falls_back_to_client_latency():
+    sim = Sim(alpha=0.8, d=0.6, timings=False)
+    c = new("model")
+    ks = drive(c, lambda i: sim, 60)
+    assert c.timing == "client"
+    assert abs(ks[-1] - sim.best()) <= 1
+
+
+def test_model_probes_only_when_unsure():
+    """On an exact (noise-free) server the model probes a few times, then stays."""
+    sim = Sim(alpha=0.8, exact=True)
+    c = new("model")
+    reasons = [None] * 150
+    rng = random.Random(0)
+    for i in range(150):
+        d = c.decide()
+        reasons[i] = d.reason
+        c.observe(sim.reply(d.k, rng))
+    probes = [i for i, r in enumerate(reasons) if "probe" in r]
+    assert 1 <= len(probes) <= 8
+    assert all(i < 100 for i in probes[: len(probes) - 2])  # probes thin out (back-off)
+
+
+# --- no oscillation on constant input -------------------------------------------------------
+
+# ABA triples (k returns to its value of two steps before) allowed in 200 constant steps. Each
+# is a deliberate probe, not a flip-flop (ping_pong forbids those): the model probes when its
+# slope estimate has faded and backs off exponentially while probes change nothing; the bandit
+# re-explores a neighbour whenever its discounted play count fades (its forgetting is what
+# lets it follow a drifting optimum); the heuristic cycles k, k+2, k+1 (no ABA at all) except
+# where k_max clips its +2.
+MAX_ABA = {"model": 12, "bandit": 30, "heuristic": 0}
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=20, deadline=None)
+@given(alpha=st.floats(0.4, 0.83), d=st.floats(0.05, 2.0))
+def test_no_oscillation_on_constant_input(name, alpha, d):
+    sim = Sim(alpha=alpha, d=d, exact=True)
+    ks = drive(new(name), lambda i: sim, 200)
+    assert aba(ks) <= MAX_ABA[name], ks
+    assert not ping_pong(ks[20:], 7), ks
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_oscillation_when_the_server_ignores_k(name):
+    """Identical replies whatever k: nothing to learn, nothing to chase."""
+    c = new(name)
+    ks = []
+    for _ in range(200):
+        k = c.decide().k
+        ks.append(k)
+        c.observe(
+            Observation(
+                k=k,
+                success=True,
+                latency_ms=100.0,
+                tokens=64,
+                draft_n=40,
+                draft_n_accepted=30,
+                predicted_n=64,
+                predicted_ms=90.0,
+            )
+        )
+    assert aba(ks) <= MAX_ABA[name]
+    assert not ping_pong(ks[20:], 7), ks
