@@ -104,3 +104,9 @@ def test_toml_is_plain() -> None:
     data = tomllib.loads(P.Profile().to_toml())
     assert data["run"]["warmup"] == 5
     assert not any(isinstance(v, float) and math.isnan(v) for v in data["run"].values())
+
+
+def test_settings_reference_in_docs_is_current() -> None:
+    """docs/profiles.md lists every setting with its default (regenerate: scripts/gen_profile_docs.py)."""
+    doc = (ROOT / "docs" / "profiles.md").read_text(encoding="utf-8")
+    assert P.settings_reference() in doc
