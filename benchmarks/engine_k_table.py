@@ -56,7 +56,9 @@ def cpu_load(cores: int) -> Iterator[str]:
             inj.close()
         return
     n = cores or len(os.sched_getaffinity(0))
-    kids = [procs.spawn([sys.executable, "-c", "while True: pass"], name=f"burn-{i}") for i in range(n)]
+    kids = [
+        procs.spawn([sys.executable, "-c", "while True: pass"], name=f"burn-{i}") for i in range(n)
+    ]
     try:
         yield f"{n} x python -c 'while True: pass'"
     finally:
@@ -122,9 +124,17 @@ class Interference:
         return max(0.0, ((busy - self._busy) - (own - self._own0)) / wall / self.ncpu)
 
 
-def measure(client: httpx.Client, url: str, prompt: str, ks: list[int], reps: int, warmup: int,
-            max_tokens: int, max_foreign: float = 1.0, max_rounds: int = 0
-            ) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
+def measure(
+    client: httpx.Client,
+    url: str,
+    prompt: str,
+    ks: list[int],
+    reps: int,
+    warmup: int,
+    max_tokens: int,
+    max_foreign: float = 1.0,
+    max_rounds: int = 0,
+) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
     """`reps` rounds of one request per k; a round during which other processes used more
     than `max_foreign` of the CPU is measured again (up to `max_rounds` rounds in all)."""
     for _ in range(warmup):
@@ -155,7 +165,11 @@ def measure(client: httpx.Client, url: str, prompt: str, ks: list[int], reps: in
             "observed_k": statistics.mean(r["observed_k"] for r in rs),
             "acc": statistics.mean(r["acc"] for r in rs),
         }
-    info = {"kept": kept, "dropped": dropped, "foreign_mean": statistics.mean(foreign) if foreign else 0.0}
+    info = {
+        "kept": kept,
+        "dropped": dropped,
+        "foreign_mean": statistics.mean(foreign) if foreign else 0.0,
+    }
     return out, info
 
 
@@ -172,28 +186,39 @@ def markdown(results: Table, infos: dict[str, dict[str, dict[str, float]]], ks: 
         for cat, row in cats.items():
             b = best_k(row)
             info = infos[phase][cat]
-            lines += [f"**{phase}, {cat}**: best k = {b} ({info['kept']:.0f} rounds kept, "
-                      f"{info['dropped']:.0f} redone for interference; other processes used "
-                      f"{100 * info['foreign_mean']:.1f} % of the CPU)", "",
-                      "| k | median latency ms | p90 ms | median tokens/s | observed k | acceptance |",
-                      "|---|---|---|---|---|---|"]
+            lines += [
+                f"**{phase}, {cat}**: best k = {b} ({info['kept']:.0f} rounds kept, "
+                f"{info['dropped']:.0f} redone for interference; other processes used "
+                f"{100 * info['foreign_mean']:.1f} % of the CPU)",
+                "",
+                "| k | median latency ms | p90 ms | median tokens/s | observed k | acceptance |",
+                "|---|---|---|---|---|---|",
+            ]
             for k in ks:
                 r = row[k]
                 mark = " **best**" if k == b else ""
-                lines.append(f"| {k}{mark} | {r['latency_ms']:.1f} | {r['p90_ms']:.1f} | {r['tps']:.0f} "
-                             f"| {r['observed_k']:.2f} | {r['acc']:.2f} |")
+                lines.append(
+                    f"| {k}{mark} | {r['latency_ms']:.1f} | {r['p90_ms']:.1f} | {r['tps']:.0f} "
+                    f"| {r['observed_k']:.2f} | {r['acc']:.2f} |"
+                )
             lines.append("")
     phases = list(results)
     cats = list(next(iter(results.values())))
-    lines += ["| category | " + " | ".join(f"best k, {p}" for p in phases) + " |",
-              "|---|" + "---|" * len(phases)]
+    lines += [
+        "| category | " + " | ".join(f"best k, {p}" for p in phases) + " |",
+        "|---|" + "---|" * len(phases),
+    ]
     for cat in cats:
-        lines.append(f"| {cat} | " + " | ".join(str(best_k(results[p][cat])) for p in phases) + " |")
+        lines.append(
+            f"| {cat} | " + " | ".join(str(best_k(results[p][cat])) for p in phases) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--url", default="", help="use this running server instead of starting one")
     ap.add_argument("--categories", default="prose", help="comma list of prose,code,json,math")
     ap.add_argument("--ks", default="1-8", help="e.g. 1-8 or 1,2,4,8")
@@ -202,11 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--load", choices=("none", "full", "both"), default="both")
     ap.add_argument("--cores", type=int, default=0, help="burners under load; 0 = one per core")
-    ap.add_argument("--max-foreign", type=float, default=0.05,
-                    help="redo a round when other processes used more than this share of the CPU")
+    ap.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.05,
+        help="redo a round when other processes used more than this share of the CPU",
+    )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--json", default="", help="also write the raw table here")
-    ap.add_argument("server_args", nargs="*", help="extra server flags after --, e.g. -- --draft-work 3")
+    ap.add_argument(
+        "server_args", nargs="*", help="extra server flags after --, e.g. -- --draft-work 3"
+    )
     a = ap.parse_args(argv)
     if "-" in a.ks:
         lo, hi = (int(x) for x in a.ks.split("-"))
@@ -241,10 +272,21 @@ def main(argv: list[str] | None = None) -> int:
                     results[phase], infos[phase] = {}, {}
                     for cat in cats:
                         results[phase][cat], infos[phase][cat] = measure(
-                            client, url, PROMPTS[cat], ks, a.reps, a.warmup, a.max_tokens,
-                            a.max_foreign)
-                        print(f"# {phase}, {cat}: best k = {best_k(results[phase][cat])} "
-                              f"{infos[phase][cat]}", file=sys.stderr, flush=True)
+                            client,
+                            url,
+                            PROMPTS[cat],
+                            ks,
+                            a.reps,
+                            a.warmup,
+                            a.max_tokens,
+                            a.max_foreign,
+                        )
+                        print(
+                            f"# {phase}, {cat}: best k = {best_k(results[phase][cat])} "
+                            f"{infos[phase][cat]}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
     finally:
         if server is not None:
             server.close()
@@ -254,10 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    print(f"Measured {started:%Y-%m-%d %H:%M} UTC on {len(os.sched_getaffinity(0))} cores ({cpu}), "
-          f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
-          f"{a.reps} rounds (one request per k each) after {a.warmup} warmup round(s), "
-          f"max_tokens {a.max_tokens}; load: {load_desc or 'none'}; {time.monotonic() - t0:.0f} s.")
+    print(
+        f"Measured {started:%Y-%m-%d %H:%M} UTC on {len(os.sched_getaffinity(0))} cores ({cpu}), "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+        f"{a.reps} rounds (one request per k each) after {a.warmup} warmup round(s), "
+        f"max_tokens {a.max_tokens}; load: {load_desc or 'none'}; {time.monotonic() - t0:.0f} s."
+    )
     cfg = health.get("embedded", {})
     if cfg:
         print(f"Engine: {json.dumps(cfg, sort_keys=True)}")
@@ -265,9 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(results, infos, ks))
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
-            json.dump({"started": started.isoformat(), "ks": ks, "engine": cfg, "interference": infos,
-                       "results": {p: {c: {str(k): v for k, v in row.items()} for c, row in cs.items()}
-                                   for p, cs in results.items()}}, f, indent=1)
+            json.dump(
+                {
+                    "started": started.isoformat(),
+                    "ks": ks,
+                    "engine": cfg,
+                    "interference": infos,
+                    "results": {
+                        p: {c: {str(k): v for k, v in row.items()} for c, row in cs.items()}
+                        for p, cs in results.items()
+                    },
+                },
+                f,
+                indent=1,
+            )
     return 0
 
 

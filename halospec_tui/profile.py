@@ -203,7 +203,7 @@ class BanditControllerSettings:
     warmup_k: int = _setting(4, lo=1, hi=64)
     k_min: int = _setting(1, lo=1, hi=64)
     k_max: int = _setting(8, lo=1, hi=64)
-    discount: float = _setting(0.99, lo=0.0, hi=1.0, doc="weight kept per request on older data")
+    discount: float = _setting(0.97, lo=0.0, hi=1.0, doc="weight kept per request on older data")
     exploration: float = _setting(1.0, lo=0.0, hi=100, doc="UCB bonus multiplier")
     radius: int = _setting(1, lo=1, hi=64, doc="neighbours of the leader that may be played")
     seen: float = _setting(
@@ -212,6 +212,9 @@ class BanditControllerSettings:
     noise_floor: float = _setting(0.01, lo=0.0, hi=10, doc="floor of the log-reward sd")
     min_gain: float = _setting(
         0.02, lo=0.0, hi=1.0, doc="a neighbour's index must beat the leader's by this"
+    )
+    cusum_h: float = _setting(
+        6.0, lo=0.0, hi=1000, doc="CUSUM threshold (sds) for a lasting shift; 0 = off"
     )
     change_z: float = _setting(4.0, lo=0.0, hi=1000, doc="reward z-score of a shift; 0 = off")
     change_runs: int = _setting(2, lo=1, hi=1000, doc="consecutive such rewards for a shift")
@@ -265,6 +268,9 @@ class ScenarioSettings:
     )
     fixed_k: list[int] = _setting(list(range(1, 9)), doc="evaluate: the fixed draft lengths run")
     fresh_backend: bool = _setting(True, doc="evaluate: a new embedded engine for every mode")
+    interleave: bool = _setting(
+        True, doc="evaluate (embedded): every mode runs step s before any runs step s+1"
+    )
 
 
 @dataclass

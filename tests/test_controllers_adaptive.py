@@ -442,10 +442,10 @@ def test_model_probes_only_when_unsure():
 # ABA triples (k returns to its value of two steps before) allowed in 200 constant steps. Each
 # is a deliberate probe, not a flip-flop (ping_pong forbids those): the model probes when its
 # slope estimate has faded and backs off exponentially while probes change nothing; the bandit
-# re-explores a neighbour whenever its discounted play count fades (its forgetting is what
-# lets it follow a drifting optimum); the heuristic cycles k, k+2, k+1 (no ABA at all) except
-# where k_max clips its +2.
-MAX_ABA = {"model": 12, "bandit": 30, "heuristic": 0}
+# re-explores a neighbour whenever its discounted play count fades (discount 0.97: about every
+# 5-10 requests, its forgetting is what lets it follow a drifting optimum, so the bound is
+# loose); the heuristic cycles k, k+2, k+1 (no ABA at all) except where k_max clips its +2.
+MAX_ABA = {"model": 12, "bandit": 45, "heuristic": 0}
 
 
 @pytest.mark.parametrize("name", ALL)

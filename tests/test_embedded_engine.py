@@ -37,8 +37,16 @@ DRAFT_COUNTERS = (
 )
 
 
-def chat(client: httpx.Client, url: str, *, n_max: int | None = None, prompt: str = PROMPT,
-         max_tokens: int = 64, path: str = "/v1/chat/completions", **extra: object) -> dict:
+def chat(
+    client: httpx.Client,
+    url: str,
+    *,
+    n_max: int | None = None,
+    prompt: str = PROMPT,
+    max_tokens: int = 64,
+    path: str = "/v1/chat/completions",
+    **extra: object,
+) -> dict:
     body: dict = {
         "model": "Qwen3-0.6B-GGUF",
         "messages": [{"role": "user", "content": prompt}],
@@ -101,6 +109,7 @@ def client():
 
 # --- classification and the in-process engine -----------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "category"),
     [
@@ -125,12 +134,22 @@ def test_classify(text: str, category: str) -> None:
 
 def test_engine_in_process_follows_n_max_and_is_reproducible() -> None:
     with Engine(seed=7, **FAST) as a, Engine(seed=7, **FAST) as b:
-        seq = [(PROMPT, 96, 1), (PROMPT, 96, 4), ("Return JSON for a cat.", 96, 6), (PROMPT, 96, None)]
+        seq = [
+            (PROMPT, 96, 1),
+            (PROMPT, 96, 4),
+            ("Return JSON for a cat.", 96, 6),
+            (PROMPT, 96, None),
+        ]
         ra = [a.generate(p, m, k) for p, m, k in seq]
         rb = [b.generate(p, m, k) for p, m, k in seq]
     for x, y in zip(ra, rb, strict=True):
         assert (x.text, x.draft_n, x.draft_n_accepted, x.n_drafts, x.accepted_per_pos) == (
-            y.text, y.draft_n, y.draft_n_accepted, y.n_drafts, y.accepted_per_pos)
+            y.text,
+            y.draft_n,
+            y.draft_n_accepted,
+            y.n_drafts,
+            y.accepted_per_pos,
+        )
     assert [r.predicted_n for r in ra] == [96] * 4
     assert 0.9 <= ra[0].observed_k <= 1.0
     assert 3.4 <= ra[1].observed_k <= 4.0
@@ -154,6 +173,7 @@ def test_engine_acceptance_tracks_alpha() -> None:
 
 # --- the HTTP server --------------------------------------------------------------------------
 
+
 def test_health_models_and_chat_reply_shape(server: EmbeddedServer, client: httpx.Client) -> None:
     url = server.url
     assert client.get(url + "/health").json() == {"status": "ok"}
@@ -165,8 +185,15 @@ def test_health_models_and_chat_reply_shape(server: EmbeddedServer, client: http
     usage, t = reply["usage"], reply["timings"]
     assert usage["completion_tokens"] == t["predicted_n"] == 64
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    for key in ("prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "predicted_per_second",
-                "draft_n", "draft_n_accepted"):
+    for key in (
+        "prompt_n",
+        "prompt_ms",
+        "predicted_n",
+        "predicted_ms",
+        "predicted_per_second",
+        "draft_n",
+        "draft_n_accepted",
+    ):
         assert key in t
     assert 0 <= t["draft_n_accepted"] <= t["draft_n"]
     # Lemonade's paths answer the same way
@@ -175,13 +202,18 @@ def test_health_models_and_chat_reply_shape(server: EmbeddedServer, client: http
     # n_max 0: speculation off, so no draft fields (as llama-server)
     assert "draft_n" not in chat(client, url, n_max=0)["timings"]
     # native /completion
-    r = client.post(url + "/completion", json={"prompt": PROMPT, "n_predict": 16, "speculative.n_max": 2})
+    r = client.post(
+        url + "/completion", json={"prompt": PROMPT, "n_predict": 16, "speculative.n_max": 2}
+    )
     assert r.status_code == 200 and r.json()["timings"]["predicted_n"] == 16
 
 
-@pytest.mark.parametrize(("n_max", "lo", "hi"), [(1, 0.95, 1.0), (2, 1.85, 2.0), (4, 3.6, 4.0), (8, 7.0, 8.0)])
-def test_observed_k_follows_requested_n_max(server: EmbeddedServer, client: httpx.Client,
-                                            n_max: int, lo: float, hi: float) -> None:
+@pytest.mark.parametrize(
+    ("n_max", "lo", "hi"), [(1, 0.95, 1.0), (2, 1.85, 2.0), (4, 3.6, 4.0), (8, 7.0, 8.0)]
+)
+def test_observed_k_follows_requested_n_max(
+    server: EmbeddedServer, client: httpx.Client, n_max: int, lo: float, hi: float
+) -> None:
     t = chat(client, server.url, n_max=n_max, max_tokens=256)["timings"]
     assert lo <= observed_k(t) <= hi
     assert round(observed_k(t)) == n_max
@@ -199,7 +231,8 @@ def test_metrics_grow_by_the_replys_counters(server: EmbeddedServer, client: htt
     assert diff["llamacpp:n_decode_total"] == steps
     assert diff["llamacpp:spec_decode_num_drafts_total"] in (steps - 1, steps - 2)
     per_pos = sum(
-        after[k] - before.get(k, 0) for k in after
+        after[k] - before.get(k, 0)
+        for k in after
         if k.startswith("llamacpp:spec_decode_num_accepted_tokens_per_pos_total{")
     )
     assert per_pos == t["draft_n_accepted"]
@@ -207,13 +240,18 @@ def test_metrics_grow_by_the_replys_counters(server: EmbeddedServer, client: htt
 
 def test_bad_requests_get_400(server: EmbeddedServer, client: httpx.Client) -> None:
     url = server.url
-    r = client.post(url + "/v1/chat/completions", content=b"{not json",
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        url + "/v1/chat/completions",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and "error" in r.json()
     r = client.post(url + "/v1/chat/completions", json={"messages": "hi"})
     assert r.status_code == 400
-    r = client.post(url + "/v1/chat/completions",
-                    json={"messages": [{"role": "user", "content": "x"}], "speculative.n_max": "four"})
+    r = client.post(
+        url + "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "x"}], "speculative.n_max": "four"},
+    )
     assert r.status_code == 400
     assert client.get(url + "/nope").status_code == 404
     # the connection survives the errors (keep-alive)
@@ -226,9 +264,13 @@ def test_reload_sets_default_k_and_health_reports_it(client: httpx.Client) -> No
         # ignored per-request key: k stays at the default 3
         t = chat(client, url, n_max=8, max_tokens=128)["timings"]
         assert 2.7 <= observed_k(t) <= 3.0
-        r = client.post(url + "/api/v1/load", json={
-            "model_name": "Qwen3-0.6B-GGUF",
-            "llamacpp_args": "--spec-type draft-simple --spec-draft-n-max 6 --ctx-shift"})
+        r = client.post(
+            url + "/api/v1/load",
+            json={
+                "model_name": "Qwen3-0.6B-GGUF",
+                "llamacpp_args": "--spec-type draft-simple --spec-draft-n-max 6 --ctx-shift",
+            },
+        )
         assert r.status_code == 200, r.text
         health = client.get(url + "/api/v1/health").json()
         (entry,) = health["all_models_loaded"]
@@ -239,36 +281,62 @@ def test_reload_sets_default_k_and_health_reports_it(client: httpx.Client) -> No
         t = chat(client, url, n_max=1, max_tokens=128)["timings"]
         assert 5.2 <= observed_k(t) <= 6.0
         # reserved flags are refused, as Lemonade does, and change nothing
-        r = client.post(url + "/api/v1/load", json={"model_name": "x", "llamacpp_args": "-md d.gguf"})
+        r = client.post(
+            url + "/api/v1/load", json={"model_name": "x", "llamacpp_args": "-md d.gguf"}
+        )
         assert r.status_code == 400
-        assert "--spec-draft-n-max 6" in client.get(url + "/api/v1/health").json()[
-            "all_models_loaded"][0]["launch_command"]
+        assert (
+            "--spec-draft-n-max 6"
+            in client.get(url + "/api/v1/health").json()["all_models_loaded"][0]["launch_command"]
+        )
 
 
 def test_parse_llamacpp_args() -> None:
-    assert parse_llamacpp_args("--spec-type draft-simple --spec-draft-n-max 4", 3) == (4, None, "draft-simple")
-    assert parse_llamacpp_args("--spec-draft-n-max=7 --spec-draft-n-min 2 -ngl 99", 3) == (7, 2, "draft-simple")
+    assert parse_llamacpp_args("--spec-type draft-simple --spec-draft-n-max 4", 3) == (
+        4,
+        None,
+        "draft-simple",
+    )
+    assert parse_llamacpp_args("--spec-draft-n-max=7 --spec-draft-n-min 2 -ngl 99", 3) == (
+        7,
+        2,
+        "draft-simple",
+    )
     assert parse_llamacpp_args("", 3)[0] == 3
     assert parse_llamacpp_args("--spec-type none", 3)[0] == 0
 
 
 def test_same_seed_same_sequence_same_counters_and_text(client: httpx.Client) -> None:
-    seq = [(3, PROMPT), (1, PROMPT), (6, "Return a JSON object for a cat."),
-           (4, "Write a Python function to add two numbers."), (3, PROMPT)]
+    seq = [
+        (3, PROMPT),
+        (1, PROMPT),
+        (6, "Return a JSON object for a cat."),
+        (4, "Write a Python function to add two numbers."),
+        (3, PROMPT),
+    ]
     runs = []
     for _ in range(2):
         with EmbeddedServer(seed=99, **FAST) as srv:
             replies = [chat(client, srv.url, n_max=k, prompt=p) for k, p in seq]
             m = metrics(client, srv.url)
-        runs.append((
-            [(r["choices"][0]["message"]["content"], r["timings"]["draft_n"],
-              r["timings"]["draft_n_accepted"]) for r in replies],
-            {k: v for k, v in m.items() if "seconds" not in k},
-        ))
+        runs.append(
+            (
+                [
+                    (
+                        r["choices"][0]["message"]["content"],
+                        r["timings"]["draft_n"],
+                        r["timings"]["draft_n_accepted"],
+                    )
+                    for r in replies
+                ],
+                {k: v for k, v in m.items() if "seconds" not in k},
+            )
+        )
     assert runs[0] == runs[1]
 
 
 # --- process lifecycle ------------------------------------------------------------------------
+
 
 def test_stop_leaves_no_process() -> None:
     srv = EmbeddedServer(seed=5, draft_work=1, verify_wait_ms=0.1, verify_work=0, threads=2)
@@ -311,7 +379,9 @@ def test_server_exits_when_its_parent_is_killed() -> None:
 def test_sigterm_exits_cleanly_without_traceback() -> None:
     p = subprocess.Popen(
         [sys.executable, "-m", "halospec_tui.backends.embedded", "--port", "0", "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = p.stdout.readline()  # type: ignore[union-attr]

@@ -186,9 +186,12 @@ fixed_k = [1, 3]
 
 
 @pytest.mark.slow
-def test_evaluate_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("interleave", [True, False], ids=["interleaved", "sequential"])
+def test_evaluate_command_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], interleave: bool
+) -> None:
     prof = tmp_path / "tiny.toml"
-    prof.write_text(TINY, encoding="utf-8")
+    prof.write_text(TINY + f"interleave = {str(interleave).lower()}\n", encoding="utf-8")
     out = tmp_path / "eval"
     assert main(["evaluate", "--profile", str(prof), "--out", str(out), "--runs", "1"]) == 0
     printed = capsys.readouterr().out

@@ -1,29 +1,34 @@
 """The embedded speculative-decoding engine: physical costs, seeded acceptance.
 
 No model runs here, but every cost is paid for real, so the draft length trade-off behaves
-like a real llama-server's (see docs/embedded-engine.md for the measured k table):
+like a real llama-server's (docs/embedded-engine.md has the measured k table):
 
-* **Prefill** (once per request): one target pass, i.e. a wait plus CPU work that grows with
-  the prompt. It samples the first generated token, as llama-server does.
-* **Verify step** (then repeated until ``max_tokens`` tokens exist): the draft length is
-  ``k = min(n_max, remaining - 1)``; ``k = 0`` when that is below ``n_min`` (llama-server
-  drafts nothing then).
+* **Prefill** (once per request): one target pass, i.e. CPU work that grows with the
+  prompt plus one verify wait. It samples the first generated token, as llama-server does.
+* **Verify steps**, until ``max_tokens`` tokens exist. The draft length of a step is
+  ``k = min(n_max, remaining - 1)``, and 0 when that is below ``n_min`` (llama-server then
+  drafts nothing).
 
-  1. *Draft* ``k`` tokens: ``draft_work`` work units per token, computed by a pool of
-     ``threads`` participants (this thread plus ``threads - 1`` worker processes) that each
-     compute their slice of every unit (an integer mat-vec) and then meet at a *spinning*
-     barrier before the next unit, like ggml's thread pool in llama.cpp. CPU contention
-     from other processes therefore hurts drafting a lot: whenever one participant is
-     descheduled the others spin.
-  2. *Verify* ``k + 1`` tokens: ``verify_work`` work units per verified token on this thread
-     (CPU, single-threaded), then ``verify_wait_ms`` of sleeping, standing for the GPU.
+  1. *Draft* ``k`` tokens, one draft-model decode (one pool job) per token. A decode is
+     ``draft_work`` work units; a unit is an integer mat-vec whose rows are split over the
+     ``threads`` participants of a `DraftPool` (this thread plus ``threads - 1`` worker
+     processes, each pinned to its own core), who meet at a barrier after every unit, as
+     ggml's threads do after every operation. After each decode every participant yields
+     its core once (``sched_yield``). With the cores to itself that costs nothing; when
+     other processes want the cores (CPU load) a participant loses its core for a time
+     slice there, and the barrier makes every other participant wait for it. So CPU load
+     makes each drafted token much dearer, which is what moves the best k down.
+  2. *Verify* ``k + 1`` tokens: ``verify_work`` work units per verified token on this
+     thread (CPU), then a ``verify_wait_ms`` sleep, standing for the GPU.
   3. Draft token ``j`` (0-based) of a step that starts at output position ``p`` is accepted
      when ``u[p + j] < alpha[category]``; ``accepted`` is the leading run of successes and
-     the step emits ``accepted + 1`` tokens. ``u`` is drawn from a generator seeded by
-     ``(seed, prompt text, request index)`` only, never by timing, so the same seed and
-     request sequence reproduce every counter and text exactly.
+     the step emits ``accepted + 1`` tokens. ``u`` comes from a generator seeded with
+     ``(seed, prompt text, i)`` where ``i`` counts the earlier requests with the same prompt
+     and draft length: never from timing, so the same seed and request sequence reproduce
+     every counter and text, and the i-th request of every fixed-k mode sees the same
+     token difficulties (common random numbers: fixed-k comparisons are not luck).
 
-The text is filler of the prompt's category (``classify``), one piece per token, drawn from
+The text is filler of the prompt's category (`classify`), one piece per token, drawn from
 ``(seed, prompt text)``: like greedy decoding, it does not depend on the draft length.
 """
 
@@ -51,8 +56,8 @@ DEFAULT_ALPHAS: dict[str, float] = {"code": 0.85, "prose": 0.72, "math": 0.78, "
 
 WORK_DIM = 128  # one draft work unit: a WORK_DIM x WORK_DIM int64 mat-vec, split over the pool
 VERIFY_DIM = 128  # one verify work unit: a VERIFY_DIM x VERIFY_DIM int64 mat-vec, one thread
-DEFAULT_DRAFT_WORK = 8  # work units (barriers) per drafted token
-DEFAULT_VERIFY_WORK = 5  # work units per verified token (this thread only)
+DEFAULT_DRAFT_WORK = 12  # work units (barriers) per drafted token
+DEFAULT_VERIFY_WORK = 7  # work units per verified token (this thread only)
 DEFAULT_VERIFY_WAIT_MS = 1.5  # GPU-like wait per target pass (verify step or prefill)
 PREFILL_TOKENS_PER_UNIT = 16  # prefill CPU: one work unit per this many prompt tokens
 MAX_TOKENS_CAP = 8192
@@ -180,7 +185,8 @@ _QUIT = -2
 _BLOCK_POLL_S = 0.002  # a blocked barrier participant re-checks at least this often
 _IDLE_POLL_S = 0.05  # an idle worker checks that its parent lives at least this often
 DEFAULT_SPIN_US = 100.0  # barrier: spin this long for the others, then block until woken
-DEFAULT_POLL_US = 3000.0  # idle worker: spin this long for the next job, then block
+DEFAULT_POLL_US = 200.0  # idle worker: spin this long for the next job (covers the gaps between
+# the drafted tokens of one step, not the verify wait), then block
 
 
 def _make_slice(rows: int, seed: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -202,24 +208,11 @@ def _cpus() -> list[int]:
         return []
 
 
-def _pin(cpu: int | None) -> set[int] | None:
-    """Pin the calling thread to `cpu`; returns the previous mask (None if nothing changed)."""
-    if cpu is None:
-        return None
-    try:
-        old = os.sched_getaffinity(0)
-        if old != {cpu}:
-            os.sched_setaffinity(0, {cpu})
-            return old
-    except (AttributeError, OSError):
-        pass
-    return None
-
-
-def _unpin(old: set[int] | None) -> None:
-    if old is not None:
+def _pin(cpu: int | None) -> None:
+    """Pin the calling process to `cpu` (no-op for None or where unsupported)."""
+    if cpu is not None:
         with contextlib.suppress(AttributeError, OSError):
-            os.sched_setaffinity(0, old)
+            os.sched_setaffinity(0, {cpu})
 
 
 class _Shared:
@@ -255,8 +248,9 @@ class _Barrier:
     sleepers. A lost wake-up (a benign race) costs at most _BLOCK_POLL_S.
     """
 
-    def __init__(self, sh: _Shared, me: int, wake_r: int, wake_w: dict[int, int],
-                 spin_s: float, alive: Any) -> None:
+    def __init__(
+        self, sh: _Shared, me: int, wake_r: int, wake_w: dict[int, int], spin_s: float, alive: Any
+    ) -> None:
         self.sh = sh
         self.slots = sh.slots
         self.me = me
@@ -307,6 +301,10 @@ def _worker_main(argv: list[str]) -> int:
     wake_r = int(argv[7])
     wake_w = {j: int(fd) for j, fd in enumerate(argv[8].split(",")) if j != me}
     _pin(int(argv[9]) if len(argv) > 9 and argv[9] != "-" else None)
+    with contextlib.suppress(Exception):  # precise short sleeps (no 50 us timer slack)
+        import ctypes
+
+        ctypes.CDLL(None).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK = 29
     with open(path, "r+b") as f:
         mm = mmap.mmap(f.fileno(), 0)
 
@@ -326,7 +324,7 @@ def _worker_main(argv: list[str]) -> int:
         if job[0] == seen and poll_s > 0:  # poll for the next job for a while (ggml's --poll)
             deadline = perf() + poll_s
             while job[0] == seen and perf() < deadline:
-                yield_cpu()
+                pass
         if job[0] == seen:
             idle[me] = 1
             while job[0] == seen:
@@ -346,73 +344,109 @@ def _worker_main(argv: list[str]) -> int:
                 bar.wait(base + c)
         except EngineError:
             return 0
-        yield_cpu()  # give the core away once per job: costs nothing unless someone waits
+        # One decode done: let the scheduler run anyone else who is waiting for this core.
+        # Free when the core is ours alone; under CPU contention it is where a draft
+        # thread loses its core, once per drafted token, as threads that spin on shared
+        # cores do.
+        yield_cpu()
 
 
 class EngineError(RuntimeError):
     """The engine cannot run (a draft worker died or never started)."""
 
 
+class LocalWork:
+    """Work units computed on the calling thread (the verifier's CPU share)."""
+
+    def __init__(self, dim: int = VERIFY_DIM) -> None:
+        self.dim = dim
+        self._w, self._x, self._y = _make_slice(dim, 0, dim)
+
+    def run(self, units: int) -> None:
+        w, x, y = self._w, self._x, self._y
+        for _ in range(units):
+            np.dot(w, x, out=y)
+
+    def close(self) -> None:
+        pass
+
+
 class DraftPool:
-    """`threads` participants computing work units in lock step, with a barrier after each.
+    """`threads` participants computing work units in lock step: the caller and workers.
 
     Every unit is a `dim` x `dim` integer mat-vec split by rows over the participants, who
-    then meet at a spin-then-block barrier (`_Barrier`) before the next unit, like ggml's
-    thread pool meets after every operation. Participant 0 is the calling thread; the others
-    are worker processes (so the GIL never serialises them) that take jobs from shared
-    memory, poll for the next job `poll_us`, then sleep, and exit when their parent is gone.
+    meet at a spin-then-block barrier (`_Barrier`) after each unit, like ggml's thread pool
+    meets after every operation. Participant 0 is the calling thread; the others are
+    worker processes (so the GIL never serialises them), each pinned to its own core when
+    there are enough, that poll `poll_us` for their next job (ggml's --poll), then sleep,
+    and exit when the engine closes the pool or their parent is gone. After each job every
+    participant yields its core once (`sched_yield`): free when nobody else wants the core,
+    a lost time slice when another process does.
     """
 
-    def __init__(self, threads: int, dim: int = WORK_DIM, spin_us: float = DEFAULT_SPIN_US,
-                 poll_us: float = DEFAULT_POLL_US, pin: bool = True,
-                 start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        threads: int,
+        dim: int = WORK_DIM,
+        spin_us: float = DEFAULT_SPIN_US,
+        poll_us: float = DEFAULT_POLL_US,
+        pin: bool = True,
+        start_timeout: float = 20.0,
+    ) -> None:
         self.threads = max(1, int(threads))
         self.dim = dim
         self.spin_us = spin_us
         self.poll_us = poll_us
+        n = self.threads  # participant 0 = the caller, 1..threads-1 = workers
         cpus = _cpus()
-        # participant i runs on the i-th allowed CPU, so that every participant meets the
-        # same contention wherever the scheduler puts other processes (no pinning when
-        # there are more participants than CPUs)
+        # worker i gets the i-th allowed core; the caller (an HTTP thread) is not pinned
         self.cpus: list[int | None] = (
-            [cpus[i] for i in range(self.threads)]
-            if pin and self.threads > 1 and len(cpus) >= self.threads
-            else [None] * self.threads
+            [cpus[i] for i in range(n)] if pin and len(cpus) >= n else [None] * n
         )
+        self._w, self._x, self._y = _make_slice(_rows(n, 0, dim), 0, dim)
+        self._yield = getattr(os, "sched_yield", lambda: None)
         self._base = 0
         self._procs: list[subprocess.Popen[bytes]] = []
         self._fds: list[int] = []
-        self._bar: _Barrier | None = None
-        self._sh: _Shared | None = None
-        self._wake_w: dict[int, int] = {}
-        self._w, self._x, self._y = _make_slice(_rows(self.threads, 0, dim), 0, dim)
-        if self.threads == 1:
+        if n == 1:
             return
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         fd, path = tempfile.mkstemp(prefix="halospec-draft-", dir=shm)
         try:
-            os.write(fd, b"\0" * max(4096, _Shared.size(self.threads)))
+            os.write(fd, b"\0" * max(4096, _Shared.size(n)))
             mm = mmap.mmap(fd, 0)
         finally:
             os.close(fd)
         try:
-            self._sh = sh = _Shared(mm, self.threads)
-            pipes = [os.pipe() for _ in range(self.threads)]
+            self._sh = sh = _Shared(mm, n)
+            pipes = [os.pipe() for _ in range(n)]
             self._fds = [fd for pair in pipes for fd in pair]
             for _r, w in pipes:
                 os.set_blocking(w, False)
-            self._wake_w = {j: pipes[j][1] for j in range(1, self.threads)}
+            self._wake_w = {j: pipes[j][1] for j in range(1, n)}
             wake_w = ",".join(str(w) for _, w in pipes)
             env = dict(os.environ)
             for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 env[var] = "1"
-            for i in range(1, self.threads):
+            for i in range(1, n):
+                cpu = self.cpus[i]
                 self._procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-c", _WORKER_SRC, path, str(i), str(self.threads),
-                         str(os.getpid()), str(dim), repr(float(spin_us)), repr(float(poll_us)),
-                         str(pipes[i][0]), wake_w,
-                         "-" if self.cpus[i] is None else str(self.cpus[i])],
+                        [
+                            sys.executable,
+                            "-c",
+                            _WORKER_SRC,
+                            path,
+                            str(i),
+                            str(self.threads),
+                            str(os.getpid()),
+                            str(dim),
+                            repr(float(spin_us)),
+                            repr(float(poll_us)),
+                            str(pipes[i][0]),
+                            wake_w,
+                            "-" if cpu is None else str(cpu),
+                        ],
                         stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL,
                         env=env,
@@ -421,13 +455,14 @@ class DraftPool:
                         start_new_session=True,
                     )
                 )
-            for i in range(1, self.threads):  # the workers hold their read ends now
+            for i in range(1, n):  # the workers hold their read ends now
                 os.close(pipes[i][0])
                 self._fds.remove(pipes[i][0])
-            self._bar = _Barrier(sh, 0, pipes[0][0], self._wake_w, spin_us / 1e6,
-                                 self._workers_alive)
+            self._bar = _Barrier(
+                sh, 0, pipes[0][0], self._wake_w, spin_us / 1e6, self._workers_alive
+            )
             deadline = time.monotonic() + start_timeout
-            while not all(sh.slots[i] == _READY for i in range(1, self.threads)):
+            while not all(sh.slots[i] == _READY for i in range(1, n)):
                 if not self._workers_alive():
                     raise EngineError("a draft worker exited during startup")
                 if time.monotonic() > deadline:
@@ -446,7 +481,6 @@ class DraftPool:
 
     def _post(self, base: int, units: int) -> None:
         sh = self._sh
-        assert sh is not None
         sh.job[1] = base
         sh.job[2] = units
         sh.job[0] += 1  # last: workers read base and units after seeing it
@@ -459,10 +493,13 @@ class DraftPool:
         if units <= 0:
             return
         w, x, y = self._w, self._x, self._y
-        if self._bar is None:
+        if self.threads == 1:
             for _ in range(units):
                 np.dot(w, x, out=y)
+            self._yield()
             return
+        if not self._procs:
+            raise EngineError("the draft pool is closed")
         base = self._base
         self._post(base, units)
         wait = self._bar.wait
@@ -470,16 +507,13 @@ class DraftPool:
             np.dot(w, x, out=y)
             wait(base + c)
         self._base = base + units
-
-    def pin_caller(self) -> set[int] | None:
-        """Pin the calling thread (participant 0) to its CPU; pass the result to `_unpin`."""
-        return _pin(self.cpus[0]) if self._bar is not None else None
+        self._yield()
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
     def close(self) -> None:
-        if self._sh is not None and self._procs:
+        if self._procs:
             with contextlib.suppress(Exception):
                 self._post(self._base, _QUIT)
         for p in self._procs:
@@ -494,7 +528,6 @@ class DraftPool:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds = []
-        self._bar = None
 
 
 def default_threads() -> int:
@@ -505,6 +538,7 @@ def default_threads() -> int:
 
 
 # --- results and counters -------------------------------------------------------------------
+
 
 @dataclass
 class GenerationResult:
@@ -546,7 +580,9 @@ class GenerationResult:
         t: dict[str, Any] = {
             "prompt_n": self.prompt_n,
             "prompt_ms": round(self.prompt_ms, 3),
-            "prompt_per_token_ms": round(self.prompt_ms / self.prompt_n, 3) if self.prompt_n else 0.0,
+            "prompt_per_token_ms": round(self.prompt_ms / self.prompt_n, 3)
+            if self.prompt_n
+            else 0.0,
             "prompt_per_second": round(self.prompt_n / (self.prompt_ms / 1000.0), 3)
             if self.prompt_ms > 0
             else 0.0,
@@ -589,7 +625,9 @@ class Counters:
         self.accepted_tokens += r.draft_n_accepted
         self.drafts += r.n_drafts
         if len(self.accepted_per_pos) < len(r.accepted_per_pos):
-            self.accepted_per_pos.extend([0] * (len(r.accepted_per_pos) - len(self.accepted_per_pos)))
+            self.accepted_per_pos.extend(
+                [0] * (len(r.accepted_per_pos) - len(self.accepted_per_pos))
+            )
         for i, v in enumerate(r.accepted_per_pos):
             self.accepted_per_pos[i] += v
 
@@ -600,13 +638,28 @@ class Counters:
 _PROM: list[tuple[str, str, str, str]] = [
     ("prompt_tokens_total", "counter", "prompt_tokens", "Number of prompt tokens processed."),
     ("prompt_seconds_total", "counter", "prompt_seconds", "Prompt process time."),
-    ("tokens_predicted_total", "counter", "tokens_predicted", "Number of generation tokens processed."),
-    ("tokens_predicted_seconds_total", "counter", "tokens_predicted_seconds", "Predict process time."),
+    (
+        "tokens_predicted_total",
+        "counter",
+        "tokens_predicted",
+        "Number of generation tokens processed.",
+    ),
+    (
+        "tokens_predicted_seconds_total",
+        "counter",
+        "tokens_predicted_seconds",
+        "Predict process time.",
+    ),
     ("n_decode_total", "counter", "n_decode", "Total number of target decode calls."),
     ("requests_total", "counter", "requests", "Completed generation requests."),
     ("spec_decode_num_drafts_total", "counter", "drafts", "Verify steps that checked a draft."),
     ("spec_decode_num_draft_tokens_total", "counter", "draft_tokens", "Draft tokens proposed."),
-    ("spec_decode_num_accepted_tokens_total", "counter", "accepted_tokens", "Draft tokens accepted."),
+    (
+        "spec_decode_num_accepted_tokens_total",
+        "counter",
+        "accepted_tokens",
+        "Draft tokens accepted.",
+    ),
 ]
 
 
@@ -616,10 +669,14 @@ def prometheus_text(c: Counters, *, busy: bool = False, prefix: str = "llamacpp:
     for name, kind, attr, help_ in _PROM:
         value = getattr(c, attr)
         lines += [f"# HELP {prefix}{name} {help_}", f"# TYPE {prefix}{name} {kind}"]
-        lines.append(f"{prefix}{name} {value:.6f}" if isinstance(value, float) else f"{prefix}{name} {value}")
+        lines.append(
+            f"{prefix}{name} {value:.6f}" if isinstance(value, float) else f"{prefix}{name} {value}"
+        )
     name = f"{prefix}spec_decode_num_accepted_tokens_per_pos_total"
-    lines += [f"# HELP {name} Draft tokens accepted, by draft position (0-based).",
-              f"# TYPE {name} counter"]
+    lines += [
+        f"# HELP {name} Draft tokens accepted, by draft position (0-based).",
+        f"# TYPE {name} counter",
+    ]
     for i, v in enumerate(c.accepted_per_pos):
         lines.append(f'{name}{{position="{i}"}} {v}')
     for name, v in (("requests_processing", int(busy)), ("requests_deferred", 0)):
@@ -628,6 +685,7 @@ def prometheus_text(c: Counters, *, busy: bool = False, prefix: str = "llamacpp:
 
 
 # --- the engine ------------------------------------------------------------------------------
+
 
 def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
@@ -665,9 +723,13 @@ class Engine:
                 raise ValueError(f"alpha for {cat} must be in [0, 1], got {a}")
             self.alphas[cat] = float(a)
         self.draft_work = DEFAULT_DRAFT_WORK if not draft_work else int(draft_work)
-        self.verify_work = DEFAULT_VERIFY_WORK if verify_work is None or verify_work < 0 else int(verify_work)
+        self.verify_work = (
+            DEFAULT_VERIFY_WORK if verify_work is None or verify_work < 0 else int(verify_work)
+        )
         self.verify_wait_ms = (
-            DEFAULT_VERIFY_WAIT_MS if verify_wait_ms is None or verify_wait_ms < 0 else float(verify_wait_ms)
+            DEFAULT_VERIFY_WAIT_MS
+            if verify_wait_ms is None or verify_wait_ms < 0
+            else float(verify_wait_ms)
         )
         self.threads = default_threads() if not threads else int(threads)
         self._lock = threading.Lock()
@@ -680,7 +742,7 @@ class Engine:
         self._pool = DraftPool(self.threads, WORK_DIM, self.spin_us, self.poll_us)
         # warm the code paths (first calls are slower) so request 0 is like the others
         self._pool.run(4)
-        self._verifier = DraftPool(1, VERIFY_DIM)
+        self._verifier = LocalWork(VERIFY_DIM)
         self._verifier.run(4)
 
     @classmethod
@@ -759,13 +821,9 @@ class Engine:
                 self._draw_counts[key] = draw + 1
                 index = self._index
                 self._index += 1
-                old_mask = self._pool.pin_caller()
-                try:
-                    result = self._generate(
-                        prompt_text, digest, max_tokens, k_cap, n_min, category, index, draw
-                    )
-                finally:
-                    _unpin(old_mask)
+                result = self._generate(
+                    prompt_text, digest, max_tokens, k_cap, n_min, category, index, draw
+                )
                 self._counters.add(result)
                 return result
             finally:

@@ -53,7 +53,12 @@ class EmbeddedServer:
         self.port = port
         self.default_n_max = default_n_max
         self.ignore_request_n_max = ignore_request_n_max
-        self.alphas = {"code": alpha_code, "prose": alpha_prose, "math": alpha_math, "json": alpha_json}
+        self.alphas = {
+            "code": alpha_code,
+            "prose": alpha_prose,
+            "math": alpha_math,
+            "json": alpha_json,
+        }
         self.draft_work = draft_work
         self.verify_wait_ms = verify_wait_ms
         self.verify_work = verify_work
@@ -85,15 +90,27 @@ class EmbeddedServer:
     # -- command line
     def args(self) -> list[str]:
         """The server's arguments (after `--parent-pid PID`)."""
-        a = ["--host", self.host, "--port", str(self.port), "--seed", str(self.seed),
-             "--default-n-max", str(self.default_n_max)]
+        a = [
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--seed",
+            str(self.seed),
+            "--default-n-max",
+            str(self.default_n_max),
+        ]
         if self.ignore_request_n_max:
             a.append("--ignore-request-n-max")
         for cat in _CATEGORIES:
             if self.alphas[cat] is not None:
                 a += [f"--alpha-{cat}", repr(float(self.alphas[cat]))]  # type: ignore[arg-type]
-        for flag, value in (("--draft-work", self.draft_work), ("--verify-wait-ms", self.verify_wait_ms),
-                            ("--verify-work", self.verify_work), ("--threads", self.threads)):
+        for flag, value in (
+            ("--draft-work", self.draft_work),
+            ("--verify-wait-ms", self.verify_wait_ms),
+            ("--verify-work", self.verify_work),
+            ("--threads", self.threads),
+        ):
             if value is not None:
                 a += [flag, str(value)]
         return a + self.extra_args
@@ -155,10 +172,14 @@ class EmbeddedServer:
                 chunk = os.read(fd, 4096)
                 if not chunk:
                     popen.wait(1.0)
-                    raise self._fail("embedded", f"the server exited during startup (code {popen.returncode})")
+                    raise self._fail(
+                        "embedded", f"the server exited during startup (code {popen.returncode})"
+                    )
                 buf += chunk
             elif popen.poll() is not None:
-                raise self._fail("embedded", f"the server exited during startup (code {popen.returncode})")
+                raise self._fail(
+                    "embedded", f"the server exited during startup (code {popen.returncode})"
+                )
         line = buf.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
         if not line.startswith("LISTENING "):
             raise self._fail("embedded", f"unexpected first line {line!r}")

@@ -41,8 +41,21 @@ N_MAX_KEY = "speculative.n_max"
 N_MIN_KEY = "speculative.n_min"
 _PREFIXES = ("/api/v1", "/api/v0", "/v1", "/v0")
 # Lemonade manages these itself and refuses them in llamacpp_args
-_RESERVED = {"-m", "--model", "-md", "--model-draft", "--spec-draft-model", "--port", "--host",
-             "-c", "--ctx-size", "--mmproj", "--jinja", "--no-webui", "--alias"}
+_RESERVED = {
+    "-m",
+    "--model",
+    "-md",
+    "--model-draft",
+    "--spec-draft-model",
+    "--port",
+    "--host",
+    "-c",
+    "--ctx-size",
+    "--mmproj",
+    "--jinja",
+    "--no-webui",
+    "--alias",
+}
 _REMOVED = {"--draft-max", "--draft-min", "--draft-p-min", "--draft", "--draft-n", "--draft-n-min"}
 
 
@@ -86,7 +99,9 @@ def parse_llamacpp_args(args: str, base_n_max: int) -> tuple[int, int | None, st
                 try:
                     n = int(value)
                 except ValueError:
-                    raise RequestError(400, f"llamacpp_args: {flag} expects an integer, got {value!r}") from None
+                    raise RequestError(
+                        400, f"llamacpp_args: {flag} expects an integer, got {value!r}"
+                    ) from None
                 if not 0 <= n <= 64:
                     raise RequestError(400, f"llamacpp_args: {flag} must be from 0 to 64, got {n}")
                 if flag == "--spec-draft-n-max":
@@ -122,11 +137,16 @@ class State:
         e = self.engine
         parts = [
             "embedded",
-            "--spec-type", self.spec_type,
-            "--spec-draft-n-max", str(e.default_n_max),
-            "--spec-draft-n-min", str(self.default_n_min),
-            "--seed", str(e.seed),
-            "--threads", str(e.threads),
+            "--spec-type",
+            self.spec_type,
+            "--spec-draft-n-max",
+            str(e.default_n_max),
+            "--spec-draft-n-min",
+            str(self.default_n_min),
+            "--seed",
+            str(e.seed),
+            "--threads",
+            str(e.threads),
         ]
         if self.ignore_request_n_max:
             parts.append("--ignore-request-n-max")
@@ -170,7 +190,11 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj, default=_json_default).encode(), "application/json; charset=utf-8")
+        self._send(
+            status,
+            json.dumps(obj, default=_json_default).encode(),
+            "application/json; charset=utf-8",
+        )
 
     def _error(self, e: RequestError) -> None:
         self._json(e.status, {"error": {"code": e.status, "message": e.message, "type": e.kind}})
@@ -190,7 +214,7 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         for p in _PREFIXES:
             if path == p or path.startswith(p + "/"):
-                return path[len(p):] or "/", True
+                return path[len(p) :] or "/", True
         return path, False
 
     # -- methods
@@ -246,17 +270,28 @@ class Handler(BaseHTTPRequestHandler):
                 "model_loaded": entry["model_name"],
                 "checkpoint_loaded": entry["checkpoint"],
                 "all_models_loaded": [entry],
-                "embedded": {**st.engine.config(), "ignore_request_n_max": st.ignore_request_n_max,
-                             "requests": st.engine.request_count, "loads": st.loads},
+                "embedded": {
+                    **st.engine.config(),
+                    "ignore_request_n_max": st.ignore_request_n_max,
+                    "requests": st.engine.request_count,
+                    "loads": st.loads,
+                },
             },
         )
 
     def get_models(self, prefixed: bool) -> None:
         st = self.server.state
         created = int(self.server.started)
-        model = {"id": st.model_name, "object": "model", "created": created, "owned_by": "halospec",
-                 "checkpoint": "embedded", "recipe": "llamacpp", "downloaded": True,
-                 "labels": ["llm"]}
+        model = {
+            "id": st.model_name,
+            "object": "model",
+            "created": created,
+            "owned_by": "halospec",
+            "checkpoint": "embedded",
+            "recipe": "llamacpp",
+            "downloaded": True,
+            "labels": ["llm"],
+        }
         self._json(200, {"object": "list", "data": [model]})
 
     def get_metrics(self, prefixed: bool) -> None:
@@ -273,14 +308,28 @@ class Handler(BaseHTTPRequestHandler):
             "speculative.n_max": e.default_n_max,
             "speculative.n_min": st.default_n_min,
         }
-        self._json(200, {"default_generation_settings": {"n_ctx": 4096, "params": params},
-                         "total_slots": 1, "model_path": "embedded", "build_info": "embedded"})
+        self._json(
+            200,
+            {
+                "default_generation_settings": {"n_ctx": 4096, "params": params},
+                "total_slots": 1,
+                "model_path": "embedded",
+                "build_info": "embedded",
+            },
+        )
 
     def get_stats(self, prefixed: bool) -> None:
         last = self.server.state.last
         if last is None:
-            self._json(200, {"time_to_first_token": None, "tokens_per_second": None,
-                             "input_tokens": None, "output_tokens": None})
+            self._json(
+                200,
+                {
+                    "time_to_first_token": None,
+                    "tokens_per_second": None,
+                    "input_tokens": None,
+                    "output_tokens": None,
+                },
+            )
         else:
             self._json(200, last)
 
@@ -291,7 +340,9 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(messages, list) or not messages:
             raise RequestError(400, "'messages' must be a non-empty array")
         prompt = _messages_text(messages)
-        result, model = self._run(data, prompt, ("max_tokens", "max_completion_tokens", "n_predict"))
+        result, model = self._run(
+            data, prompt, ("max_tokens", "max_completion_tokens", "n_predict")
+        )
         self._json(
             200,
             {
@@ -323,8 +374,9 @@ class Handler(BaseHTTPRequestHandler):
                 "object": "text_completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": 0, "text": result.text, "finish_reason": "length",
-                             "logprobs": None}],
+                "choices": [
+                    {"index": 0, "text": result.text, "finish_reason": "length", "logprobs": None}
+                ],
                 "usage": _usage(result),
                 "timings": result.timings(),
             },
@@ -400,8 +452,12 @@ class Handler(BaseHTTPRequestHandler):
         for key in ("temperature", "top_p"):
             if key in data and data[key] is not None and not _is_number(data[key]):
                 raise RequestError(400, f"'{key}' must be a number")
-        n_max = _int_field(data, N_MAX_KEY, lo=0, hi=10**6) if data.get(N_MAX_KEY) is not None else None
-        n_min = _int_field(data, N_MIN_KEY, lo=0, hi=10**6) if data.get(N_MIN_KEY) is not None else None
+        n_max = (
+            _int_field(data, N_MAX_KEY, lo=0, hi=10**6) if data.get(N_MAX_KEY) is not None else None
+        )
+        n_min = (
+            _int_field(data, N_MIN_KEY, lo=0, hi=10**6) if data.get(N_MIN_KEY) is not None else None
+        )
         if st.ignore_request_n_max:
             n_max = n_min = None
         if n_min is None:
@@ -467,7 +523,9 @@ def _content_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type", "text") == "text"
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type", "text") == "text"
         )
     if content is None:
         return ""
@@ -515,6 +573,7 @@ class EmbeddedHTTPServer(ThreadingHTTPServer):
 
 # --- command line ---------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m halospec_tui.backends.embedded",
@@ -524,17 +583,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="0 = a free port")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
-    p.add_argument("--default-n-max", type=int, default=3, help="draft length without a request key")
-    p.add_argument("--ignore-request-n-max", action="store_true",
-                   help="accept and ignore speculative.n_max/n_min (like a current llama-server)")
+    p.add_argument(
+        "--default-n-max", type=int, default=3, help="draft length without a request key"
+    )
+    p.add_argument(
+        "--ignore-request-n-max",
+        action="store_true",
+        help="accept and ignore speculative.n_max/n_min (like a current llama-server)",
+    )
     for cat in CATEGORIES:
-        p.add_argument(f"--alpha-{cat}", type=float, default=None, help=f"acceptance rate, {cat} prompts")
+        p.add_argument(
+            f"--alpha-{cat}", type=float, default=None, help=f"acceptance rate, {cat} prompts"
+        )
     p.add_argument("--draft-work", type=int, default=None, help="work units per drafted token")
-    p.add_argument("--verify-wait-ms", type=float, default=None, help="GPU-like wait per target pass")
+    p.add_argument(
+        "--verify-wait-ms", type=float, default=None, help="GPU-like wait per target pass"
+    )
     p.add_argument("--verify-work", type=int, default=None, help="work units per verified token")
     p.add_argument("--threads", type=int, default=None, help="draft participants (0 = every core)")
     p.add_argument("--spin-us", type=float, default=None, help="barrier spin before blocking")
-    p.add_argument("--poll-us", type=float, default=None, help="draft worker polls for work this long")
+    p.add_argument(
+        "--poll-us", type=float, default=None, help="draft worker polls for work this long"
+    )
     return p
 
 

@@ -32,6 +32,7 @@ from halospec_tui.profile import BanditControllerSettings
 
 INITIAL_SD = 0.1  # log-reward sd before residuals are known (~10 % per request)
 PRIOR_WEIGHT = 3.0  # ... worth this many residuals
+CUSUM_K, CUSUM_CLIP = 0.5, 3.0  # CUSUM allowance and the most one reward adds (in sds)
 
 
 class BanditController:
@@ -49,6 +50,7 @@ class BanditController:
         self.sq = dict.fromkeys(arms, 0.0)  # discounted sum of squared rewards
         self._screen = ShiftScreen(self.s.change_z, self.s.change_runs)
         self._res_w = self._res_ss = 0.0  # discounted squared residuals (the noise scale)
+        self._cusum_hi = self._cusum_lo = 0.0
         self._note = ""
         self.shifts = 0
 
@@ -140,8 +142,19 @@ class BanditController:
         for sample in before:
             self._add(*sample)  # type: ignore[misc]
         if shift:  # the confirming rewards are dropped too (two spikes look the same): the
-            self._shift()  # next request replays this k as an unknown arm
+            self._shift("jump")  # next request replays this k as an unknown arm
+            return
         del after
+        if z is not None and self.s.cusum_h > 0:
+            # a CUSUM of the rewards against their arms' means catches a moderate, lasting
+            # shift (say 2-3 sds) that no single reward reveals
+            zc = max(-CUSUM_CLIP, min(CUSUM_CLIP, z))
+            self._cusum_hi = max(0.0, self._cusum_hi + zc - CUSUM_K)
+            self._cusum_lo = max(0.0, self._cusum_lo - zc - CUSUM_K)
+            if max(self._cusum_hi, self._cusum_lo) > self.s.cusum_h:
+                self._shift("drift")
+                if not self._screen.held:
+                    self._add(arm, r)
 
     def _add(self, arm: int, r: float) -> None:
         g = self.s.discount
@@ -160,11 +173,12 @@ class BanditController:
         self.sum[arm] += r
         self.sq[arm] += r * r
 
-    def _shift(self) -> None:
+    def _shift(self, how: str) -> None:
+        self._cusum_hi = self._cusum_lo = 0.0
         keep = self.s.change_keep
         for a in self.n:
             self.n[a] *= keep
             self.sum[a] *= keep
             self.sq[a] *= keep
         self.shifts += 1
-        self._note = "shift detected: history dropped"
+        self._note = f"shift detected ({how}): history dropped"

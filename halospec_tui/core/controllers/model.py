@@ -47,6 +47,7 @@ from halospec_tui.profile import ModelControllerSettings
 _ALPHA_LO, _ALPHA_HI = 1e-6, 1.0 - 1e-9
 PRIOR_SD = 3.0  # sd of the prior slope, in units of the prior slope itself (a weak prior)
 V_PRIOR_SD = 0.5  # sd of the verify-step prior after a cost shift, in units of itself
+NOISE_PRIOR, NOISE_PRIOR_WEIGHT = 0.1, 3.0  # step-time noise assumed before data: 10 %, ~3 requests
 
 
 def accepted_per_step(alpha: float, k: float) -> float:
@@ -299,9 +300,16 @@ class ModelController:
             return None
         return solve_alpha(pools)
 
+    def rel_sd(self) -> float:
+        """Relative sd of one request's step time: the discounted, winsorised residuals,
+        pooled with NOISE_PRIOR_WEIGHT pseudo-residuals of NOISE_PRIOR (so that two or three
+        requests that happen to agree do not make a slope look precise); at least the floor."""
+        ss = self._rel_ss + NOISE_PRIOR_WEIGHT * NOISE_PRIOR**2
+        return max((ss / (self._rel_w + NOISE_PRIOR_WEIGHT)) ** 0.5, self.s.noise_floor)
+
     def costs(self) -> dict[str, float] | None:
         """v, d (ms), the slope's standard error and the fit's centre; None without data."""
-        rel = (self._rel_ss / self._rel_w) ** 0.5 if self._rel_w >= 3.0 else None
+        rel = self.rel_sd()
         return self.cost.fit(self.s.noise_floor, self.s.prior_cost_ratio, rel, self.v_prior)
 
     # --- decide ----------------------------------------------------------------------
@@ -427,7 +435,7 @@ class ModelController:
             # a fit that rests on the prior slope cannot judge a request at another k
             known = fit["identified"] or abs(x - fit["xb"]) < 0.5
             if self._rel_w >= 3.0 and known:
-                scale = max((self._rel_ss / self._rel_w) ** 0.5, self.s.noise_floor)
+                scale = self.rel_sd()
                 z = rel / scale
                 lim = self.s.change_z * scale
                 c_rel = max(-lim, min(lim, rel))
@@ -470,7 +478,7 @@ class ModelController:
         if math.isfinite(rel):  # the noise scale that the next residuals are judged by,
             # winsorised at 3 scales so that a transition's misfits do not inflate it
             if self._rel_w >= 3.0:
-                cap = 3.0 * max((self._rel_ss / self._rel_w) ** 0.5, self.s.noise_floor)
+                cap = 3.0 * self.rel_sd()
                 rel = max(-cap, min(cap, rel))
             self._rel_w = g * self._rel_w + 1.0
             self._rel_ss = g * self._rel_ss + rel * rel
