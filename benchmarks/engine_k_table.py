@@ -233,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.05,
         help="redo a round when other processes used more than this share of the CPU",
     )
+    ap.add_argument(
+        "--max-rounds",
+        type=int,
+        default=0,
+        help="give up redoing rounds after this many in all (0 = 3 x reps)",
+    )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--json", default="", help="also write the raw table here")
     ap.add_argument(
@@ -280,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                             a.warmup,
                             a.max_tokens,
                             a.max_foreign,
+                            a.max_rounds,
                         )
                         print(
                             f"# {phase}, {cat}: best k = {best_k(results[phase][cat])} "

@@ -33,6 +33,7 @@ from halospec_tui.profile import BanditControllerSettings
 INITIAL_SD = 0.1  # log-reward sd before residuals are known (~10 % per request)
 PRIOR_WEIGHT = 3.0  # ... worth this many residuals
 CUSUM_K, CUSUM_CLIP = 0.5, 3.0  # CUSUM allowance and the most one reward adds (in sds)
+LEVEL_RATE, STALE_SDS = 0.2, 2.0  # reward-level EWMA; an arm is stale past this many sds
 
 
 class BanditController:
@@ -51,6 +52,8 @@ class BanditController:
         self._screen = ShiftScreen(self.s.change_z, self.s.change_runs)
         self._res_w = self._res_ss = 0.0  # discounted squared residuals (the noise scale)
         self._cusum_hi = self._cusum_lo = 0.0
+        self.level: float | None = None  # recent reward level, whatever the arm (EWMA)
+        self.level_at: dict[int, float] = {}  # the level when each arm was last played
         self._note = ""
         self.shifts = 0
 
@@ -72,8 +75,16 @@ class BanditController:
         ss = self._res_ss + PRIOR_WEIGHT * INITIAL_SD**2
         return max((ss / (self._res_w + PRIOR_WEIGHT)) ** 0.5, self.s.noise_floor)
 
+    def stale(self, k: int) -> bool:
+        """An arm whose statistics predate a move of the reward level (of whatever arm was
+        played since) by more than STALE_SDS sds: a global change (content, load) that the
+        played arms absorbed without a detected shift; its old mean would mislead."""
+        if self.level is None or k not in self.level_at or self.n[k] < self.s.seen:
+            return False
+        return abs(self.level - self.level_at[k]) > STALE_SDS * self.sd()
+
     def leader(self) -> int | None:
-        known = [k for k, n in self.n.items() if n >= self.s.seen]
+        known = [k for k, n in self.n.items() if n >= self.s.seen and not self.stale(k)]
         if not known:
             return None
         return max(known, key=lambda k: (self.mean(k), -abs(k - self.k)))  # type: ignore[arg-type, return-value]
@@ -94,11 +105,12 @@ class BanditController:
             "sd": sd,
             "plays": sum(self.n.values()),
         }
-        unknown = [c for c in cands if self.n[c] < s.seen]
+        unknown = [c for c in cands if self.n[c] < s.seen or self.stale(c)]
         if unknown:
             # nearest to the current k first, then towards the leader's better-looking side
             new = min(unknown, key=lambda c: (abs(c - k), c))
-            why = f"leader k {lead}; k {new} unknown ({self.n[new]:.1f} plays) → explore"
+            what = "stale: rewards moved since" if self.stale(new) else "unknown"
+            why = f"leader k {lead}; k {new} {what} ({self.n[new]:.1f} plays) → explore"
         else:
             bonus = {
                 c: s.exploration * sd * math.sqrt(2.0 * math.log(total) / self.n[c]) for c in cands
@@ -172,9 +184,12 @@ class BanditController:
         self.n[arm] += 1.0
         self.sum[arm] += r
         self.sq[arm] += r * r
+        self.level = r if self.level is None else self.level + LEVEL_RATE * (r - self.level)
+        self.level_at[arm] = self.level
 
     def _shift(self, how: str) -> None:
         self._cusum_hi = self._cusum_lo = 0.0
+        self.level, self.level_at = None, {}
         keep = self.s.change_keep
         for a in self.n:
             self.n[a] *= keep

@@ -47,6 +47,8 @@ from halospec_tui.profile import ModelControllerSettings
 _ALPHA_LO, _ALPHA_HI = 1e-6, 1.0 - 1e-9
 PRIOR_SD = 3.0  # sd of the prior slope, in units of the prior slope itself (a weak prior)
 V_PRIOR_SD = 0.5  # sd of the verify-step prior after a cost shift, in units of itself
+HUBER = 2.5  # step-time residuals count at most this many sds in the cost fit
+MAX_PROBE_STEP = 2  # a probe moves k by at most this much (it costs while it informs)
 NOISE_PRIOR, NOISE_PRIOR_WEIGHT = 0.1, 3.0  # step-time noise assumed before data: 10 %, ~3 requests
 
 
@@ -353,8 +355,8 @@ class ModelController:
         regret, target = max(ends)
         values.update(k_lo=float(k_lo), k_hi=float(k_hi), regret=regret)
         if z > 0 and self.since_probe > self.gap and regret > s.min_gain and target != k:
-            # half-way towards the k that would be best at the worrying end (at least one)
-            step = max(1, math.ceil(abs(target - k) / 2))
+            # half-way towards the k that would be best at the worrying end (1..MAX_PROBE_STEP)
+            step = max(1, min(MAX_PROBE_STEP, math.ceil(abs(target - k) / 2)))
             new = self._clamp(k + (step if target > k else -step))
             self.since_probe = 0
             self._probe_ks = (k, k_star)
@@ -437,9 +439,12 @@ class ModelController:
             if self._rel_w >= 3.0 and known:
                 scale = self.rel_sd()
                 z = rel / scale
-                lim = self.s.change_z * scale
+                # Huber: no request moves the line by more than HUBER sds (latency spikes
+                # from other processes would drag the slope); a lasting change still gets
+                # through, HUBER sds at a time, or as a detected shift
+                lim = HUBER * scale
                 c_rel = max(-lim, min(lim, rel))
-                clipped = (x, pred * (1.0 + c_rel), c_rel)
+                sample = clipped = (x, pred * (1.0 + c_rel), c_rel)
         # the requests that confirm a cost shift are not kept: two latency spikes in a row look
         # the same, and the next request (at the same k) measures the new regime anyway
         self._apply(
