@@ -31,7 +31,9 @@ SIZE = (100, 32)
 
 
 def embedded(steps: int = 40, **run: object) -> P.Profile:
-    """One fixed mode on the embedded engine, long enough to press keys in."""
+    """One fixed mode on the embedded engine, long enough to press keys in (the cooldown
+    keeps 40 steps over 4 s however fast the engine is)."""
+    run = {"cooldown_s": 0.1, **run}
     p = fast_profile(modes=["fixed_1"], steps_fixed=steps, warmup=1, **run)
     p.request.max_tokens = 12
     return p

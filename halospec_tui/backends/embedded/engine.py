@@ -16,8 +16,10 @@ like a real llama-server's (docs/embedded-engine.md has the measured k table):
      ggml's threads do after every operation. After each decode every participant yields
      its core once (``sched_yield``). With the cores to itself that costs nothing; when
      other processes want the cores (CPU load) a participant loses its core for a time
-     slice there, and the barrier makes every other participant wait for it. So CPU load
-     makes each drafted token much dearer, which is what moves the best k down.
+     slice there, and the barrier makes every other participant wait for it, spinning as
+     ggml's barrier does (burning its own time slice). So CPU load makes each drafted
+     token several times dearer while the verify step (mostly a wait) barely changes,
+     which is what moves the best k down.
   2. *Verify* ``k + 1`` tokens: ``verify_work`` work units per verified token on this
      thread (CPU), then a ``verify_wait_ms`` sleep, standing for the GPU.
   3. Draft token ``j`` (0-based) of a step that starts at output position ``p`` is accepted
@@ -56,7 +58,7 @@ DEFAULT_ALPHAS: dict[str, float] = {"code": 0.85, "prose": 0.72, "math": 0.78, "
 
 WORK_DIM = 128  # one draft work unit: a WORK_DIM x WORK_DIM int64 mat-vec, split over the pool
 VERIFY_DIM = 128  # one verify work unit: a VERIFY_DIM x VERIFY_DIM int64 mat-vec, one thread
-DEFAULT_DRAFT_WORK = 12  # work units (barriers) per drafted token
+DEFAULT_DRAFT_WORK = 8  # work units (barriers) per drafted token
 DEFAULT_VERIFY_WORK = 7  # work units per verified token (this thread only)
 DEFAULT_VERIFY_WAIT_MS = 1.5  # GPU-like wait per target pass (verify step or prefill)
 PREFILL_TOKENS_PER_UNIT = 16  # prefill CPU: one work unit per this many prompt tokens
@@ -184,7 +186,12 @@ _READY = -1
 _QUIT = -2
 _BLOCK_POLL_S = 0.002  # a blocked barrier participant re-checks at least this often
 _IDLE_POLL_S = 0.05  # an idle worker checks that its parent lives at least this often
-DEFAULT_SPIN_US = 100.0  # barrier: spin this long for the others, then block until woken
+# barrier: spin this long for the others, then block until woken. ggml's barrier spins and
+# never sleeps; so do we, for up to a scheduler period or two (the cap only keeps a stopped
+# participant from pinning a core for ever). That spin is what makes CPU load expensive for
+# drafting: a participant that loses its core to another process stalls the others, who burn
+# their own time slices spinning for it.
+DEFAULT_SPIN_US = 50_000.0
 DEFAULT_POLL_US = 200.0  # idle worker: spin this long for the next job (covers the gaps between
 # the drafted tokens of one step, not the verify wait), then block
 
@@ -230,6 +237,18 @@ class _Shared:
         return 8 * (3 * threads + 3)
 
 
+_FENCE = threading.Lock()
+
+
+def _fence() -> None:
+    """A full memory barrier (a lock's atomic instruction): a store made before it is
+    visible to the other processes before any load made after it. The flag-then-check
+    handshakes between processes need one on both sides, or both can miss the other's flag
+    (and a worker would sleep through a job until its next poll)."""
+    _FENCE.acquire()
+    _FENCE.release()
+
+
 def _wake(fd: int) -> None:
     with contextlib.suppress(BlockingIOError, OSError):
         os.write(fd, b"w")
@@ -266,6 +285,7 @@ class _Barrier:
 
     def wait(self, t: int) -> None:
         self.slots[self.me] = t
+        _fence()
         if self._done(t):  # the last to arrive wakes whoever went to sleep
             sleeping = self.sh.sleeping
             for j in self.others:
@@ -279,6 +299,7 @@ class _Barrier:
                 return
         sleeping = self.sh.sleeping
         sleeping[self.me] = t
+        _fence()
         polls = 0
         while not self._done(t):
             ready, _, _ = select.select([self.wake_r], [], [], _BLOCK_POLL_S)
@@ -327,6 +348,7 @@ def _worker_main(argv: list[str]) -> int:
                 pass
         if job[0] == seen:
             idle[me] = 1
+            _fence()
             while job[0] == seen:
                 ready, _, _ = select.select([wake_r], [], [], _IDLE_POLL_S)
                 if ready:
@@ -484,6 +506,7 @@ class DraftPool:
         sh.job[1] = base
         sh.job[2] = units
         sh.job[0] += 1  # last: workers read base and units after seeing it
+        _fence()
         for j, fd in self._wake_w.items():
             if sh.idle[j]:
                 _wake(fd)
