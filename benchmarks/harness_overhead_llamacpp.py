@@ -54,11 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ctx-size", type=int, default=1024)
     ap.add_argument("--json", metavar="FILE", help="also write the numbers here")
+    ap.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra llama-server flag(s), e.g. --server-arg=--poll --server-arg=0",
+    )
     args = ap.parse_args(argv)
 
     prof = P.Profile(name="overhead")
     prof.backend.threads = args.threads
     prof.backend.ctx_size = args.ctx_size
+    prof.backend.extra_args = list(args.server_arg)
     if args.k == 0:
         prof.backend.spec_type = "none"
     prof.request.max_tokens = args.max_tokens
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_tokens": args.max_tokens,
         "k": args.k,
         "threads": args.threads,
+        "server_args": list(args.server_arg),
         "latency_ms_median": round(statistics.median(lat), 2),
         "overhead_ms_median": round(statistics.median(gaps), 3),
         "overhead_ms_p95": round(pct(gaps, 95), 3),

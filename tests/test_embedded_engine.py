@@ -161,6 +161,29 @@ def test_engine_in_process_follows_n_max_and_is_reproducible() -> None:
     assert r.draft_n == 0 and "draft_n" not in r.timings() and r.n_steps == 31
 
 
+def test_streams_share_an_engine_with_common_random_numbers() -> None:
+    """Modes that share one engine (an evaluation) each name a stream: the i-th request of
+    every stream meets the same draws, whatever the other streams asked in between."""
+
+    def sig(r):  # type: ignore[no-untyped-def]
+        return (r.text, r.draft_n, r.draft_n_accepted, r.accepted_per_pos)
+
+    with Engine(seed=5, **FAST) as shared, Engine(seed=5, **FAST) as alone:
+        mixed = []
+        for _ in range(3):
+            mixed.append(("a", shared.generate(PROMPT, 64, 4, stream="a")))
+            shared.generate(PROMPT, 64, 7, stream="noise")  # another mode, another k
+            mixed.append(("b", shared.generate(PROMPT, 64, 4, stream="b")))
+        solo = [alone.generate(PROMPT, 64, 4, stream="a") for _ in range(3)]
+        k1 = [alone.generate(PROMPT, 64, 1, stream="c") for _ in range(3)]
+    a = [sig(r) for s, r in mixed if s == "a"]
+    b = [sig(r) for s, r in mixed if s == "b"]
+    assert a == b == [sig(r) for r in solo]
+    assert len({x[2] for x in a}) > 1  # requests differ from each other
+    # like greedy decoding, the text does not depend on k
+    assert [r.text for r in solo] == [r.text for r in k1]
+
+
 def test_engine_acceptance_tracks_alpha() -> None:
     with Engine(seed=3, **FAST, alphas={"prose": 0.5, "json": 0.95}) as e:
         prose = [e.generate(PROMPT, 200, 1) for _ in range(5)]

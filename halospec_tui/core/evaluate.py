@@ -557,13 +557,16 @@ def run_interleaved(
 ) -> dict[str, Any]:
     """One evaluation run with the modes interleaved step by step (scenario.interleave).
 
-    Every mode has its own backend (a fresh embedded engine each, so request i meets the
-    same acceptance draws in every mode) and its own controller; step s is run for every
-    mode (in an order rotated by one each step) before any mode runs step s+1. Background
-    load that comes and goes on a shared machine then hits every mode alike, and the
-    scenario's load covers the same steps of every mode in one stretch of time. Writes the
-    run folder (results.csv, responses.jsonl, summary.json with "evaluation", profile.toml)
-    and returns the summary."""
+    Every mode has its own backend and controller; step s is run for every mode (in an
+    order rotated by one each step) before any mode runs step s+1. Background load that
+    comes and goes on a shared machine then hits every mode alike, and the scenario's load
+    covers the same steps of every mode in one stretch of time. On the embedded engine all
+    modes share one engine, each mode a named request stream, so request i meets the same
+    acceptance draws in every mode, and the engine is busy without pause, as a real server
+    in use is (eleven engines taking turns would each wake from a long sleep, which the
+    Linux scheduler rewards with priority over the load: CPU load would hardly touch
+    them). Writes the run folder (results.csv, responses.jsonl, summary.json with
+    "evaluation", profile.toml) and returns the summary."""
     from halospec_tui.backends.factory import make_backend
     from halospec_tui.core.controllers import make_controller
     from halospec_tui.core.controllers.base import Observation
@@ -572,6 +575,17 @@ def run_interleaved(
     from halospec_tui.core.prompts import PromptSchedule, load_prompts
     from halospec_tui.core.results import ResultsWriter, write_json
     from halospec_tui.core.stats import summarize_mode
+
+    shared = None
+    if make is None and p.backend.kind == "embedded":
+        from halospec_tui.backends.embedded.launcher import EmbeddedServer
+        from halospec_tui.backends.embedded_backend import EmbeddedBackend
+
+        shared = EmbeddedServer.from_settings(p.embedded, seed=p.run.seed)
+
+        def make(prof: Profile, mode: str = "") -> Any:
+            assert shared is not None and shared.url
+            return EmbeddedBackend(prof, attach_url=shared.url, stream=mode)
 
     make = make or make_backend
     run_dir = Path(run_dir)
@@ -592,9 +606,11 @@ def run_interleaved(
     rows: list[StepRow] = []
     overhead: dict[str, list[float]] = {m: [] for m in modes}
     try:
+        if shared is not None:
+            shared.start(timeout=max(15.0, p.backend.health_timeout_s))
         controllers = {m: make_controller(m, p) for m in modes}
         for m in modes:
-            b = make(p)
+            b = make(p, m) if shared is not None else make(p)
             b.start()
             kind, _ = parse_mode(m)
             b.prepare_mode(m, controllers[m].warmup_k if kind == "fixed" else None)
@@ -665,6 +681,8 @@ def run_interleaved(
         load.close()
         for b in backends.values():
             b.close()
+        if shared is not None:
+            shared.stop()
         writer.close()
     order = {m: i for i, m in enumerate(modes)}
     rows.sort(key=lambda r: (order[r.mode], r.step))
@@ -723,8 +741,8 @@ def run_evaluation(
             f"evaluate run {i + 1}/{runs}: seed {p.run.seed}, {len(p.run.modes)} modes x "
             f"{p.steps_for(p.run.modes[0])} steps, {how} -> {run_dir}"
         )
-        if interleave:  # a backend (a fresh engine) per mode
-            summary = run_interleaved(p, run_dir, log=log, make=make_backend)
+        if interleave:  # one shared engine, a request stream per mode
+            summary = run_interleaved(p, run_dir, log=log)
         else:
             fresh = p.scenario.fresh_backend and p.backend.kind == "embedded"
             backend = FreshBackend(p, make_backend) if fresh else None

@@ -18,12 +18,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
@@ -39,6 +39,7 @@ from halospec_tui.tui.messages import (
     RunEnded,
 )
 from halospec_tui.tui.pump import EventPump
+from halospec_tui.tui.screens.discover import DiscoverScreen
 from halospec_tui.tui.screens.export import ExportScreen
 from halospec_tui.tui.screens.help import HelpScreen
 from halospec_tui.tui.screens.main import MainScreen
@@ -64,6 +65,7 @@ class MonitorApp(App[None]):
         Binding("p", "toggle_pause", "Pause"),
         Binding("s", "save_profile", "Save profile"),
         Binding("e", "export", "Export"),
+        Binding("d", "discover", "Discover"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit_run", "Quit"),
         Binding("ctrl+c", "interrupt", "Stop", show=False, priority=True),
@@ -80,9 +82,11 @@ class MonitorApp(App[None]):
         profiles_dir: Path = Path("profiles"),
         autostart: bool = True,
         show_summary: bool = True,
+        discover_addresses: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.session = session
+        self.discover_addresses = list(discover_addresses) if discover_addresses else None
         self.state = MonitorState(clock, event_times=event_times)
         self.profiles_dir = profiles_dir
         self.autostart = autostart
@@ -283,6 +287,31 @@ class MonitorApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_discover(self) -> None:
+        """Probe the usual local addresses; write a profile for the server the user picks."""
+        if isinstance(self.screen, DiscoverScreen):
+            return
+
+        def written(path: Path | None) -> None:
+            if path is not None:
+                self.notify(
+                    f"profile written to {path}; run it with halospec-tui --profile {path}",
+                    title="discovered",
+                )
+
+        self.push_screen(
+            DiscoverScreen(self.profiles_dir, addresses=self.discover_addresses), written
+        )
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Discover servers",
+            "Probe local inference servers (Lemonade, llama-server, vLLM, LM Studio) and "
+            "write a profile for one",
+            self.action_discover,
+        )
 
     def action_quit_run(self) -> None:
         self.stop_run(1 if self.run_error else 0)

@@ -211,3 +211,47 @@ async def test_small_terminal_and_no_color(tmp_path: Path, monkeypatch) -> None:
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, SummaryScreen))
         assert await quit_and_wait(app, pilot) == 0
+
+
+async def test_discover_key_lists_a_real_server_and_writes_its_profile(tmp_path: Path) -> None:
+    """`d` probes real HTTP servers on loopback (an embedded engine standing in for
+    llama-server, plus a dead port) while the sweep runs, and Enter writes a profile for the
+    highlighted server that loads and points at it."""
+    from textual.widgets import OptionList
+
+    from halospec_tui.backends.embedded import EmbeddedServer
+    from halospec_tui.tui.screens.discover import DiscoverScreen
+
+    backend = ScriptedBackend(delay_s=0.01)
+    session = Session.create(scripted_profile(steps_fixed=1000), tmp_path / "run", backend=backend)
+    with EmbeddedServer(seed=1) as srv:
+        url = srv.url
+        app = MonitorApp(
+            session,
+            profiles_dir=tmp_path / "profiles",
+            discover_addresses=[url, "http://127.0.0.1:9"],
+        )
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: app.state.steps_done >= 1)
+            await pilot.press("d")
+            await wait_until(pilot, lambda: isinstance(app.screen, DiscoverScreen))
+            options = app.screen.query_one(OptionList)
+            await wait_until(pilot, lambda: options.option_count == 1)
+            assert url in str(options.get_option_at_index(0).prompt)
+            steps = app.state.steps_done
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: not isinstance(app.screen, DiscoverScreen))
+            assert app.state.steps_done > steps  # the sweep went on meanwhile
+            assert await quit_and_wait(app, pilot) == 0
+    written = list((tmp_path / "profiles").glob("discovered-*.toml"))
+    assert len(written) == 1
+    prof = P.load(written[0])
+    assert prof.backend.url == url and prof.backend.kind in ("llamacpp", "lemonade")
+
+
+async def test_command_palette_offers_discover(tmp_path: Path) -> None:
+    session = Session.create(scripted_profile(), tmp_path / "run", backend=ScriptedBackend())
+    app = MonitorApp(session, autostart=False)
+    async with app.run_test(size=SIZE):
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Discover servers" in titles

@@ -421,7 +421,10 @@ class DraftPool:
         self.poll_us = poll_us
         n = self.threads  # participant 0 = the caller, 1..threads-1 = workers
         cpus = _cpus()
-        # worker i gets the i-th allowed core; the caller (an HTTP thread) is not pinned
+        # participant i gets the i-th allowed core: the workers at start, the caller (an HTTP
+        # thread) for the time of each request (`pinned`). Unpinned, the scheduler may stack
+        # the caller onto a worker's core while load fills the others; then every barrier
+        # waits out a whole spin for a participant that cannot run (requests of seconds)
         self.cpus: list[int | None] = (
             [cpus[i] for i in range(n)] if pin and len(cpus) >= n else [None] * n
         )
@@ -510,6 +513,25 @@ class DraftPool:
         for j, fd in self._wake_w.items():
             if sh.idle[j]:
                 _wake(fd)
+
+    @contextlib.contextmanager
+    def pinned(self) -> Any:
+        """Pin the calling thread to participant 0's core for a while, then restore its mask."""
+        cpu = self.cpus[0] if self.threads > 1 else None
+        if cpu is None:
+            yield
+            return
+        try:
+            before = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            yield
+            return
+        _pin(cpu)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, before)
 
     def run(self, units: int) -> None:
         """Compute `units` work units together; returns when every participant is done."""
@@ -758,7 +780,7 @@ class Engine:
         self._lock = threading.Lock()
         self._counters = Counters()
         self._index = 0
-        self._draw_counts: dict[tuple[int, int], int] = {}
+        self._draw_counts: dict[tuple[Any, ...], int] = {}
         self._busy = False
         self.spin_us = DEFAULT_SPIN_US if spin_us is None or spin_us < 0 else float(spin_us)
         self.poll_us = DEFAULT_POLL_US if poll_us is None or poll_us < 0 else float(poll_us)
@@ -831,22 +853,29 @@ class Engine:
         n_min: int | None = None,
         *,
         category: str | None = None,
+        stream: str | None = None,
     ) -> GenerationResult:
-        """Generate `max_tokens` tokens with draft length cap `n_max` (None: the default)."""
+        """Generate `max_tokens` tokens with draft length cap `n_max` (None: the default).
+
+        `stream` names a client's request sequence (an evaluation's mode): its i-th request
+        with a prompt draws the same token difficulties as every other stream's i-th request
+        with that prompt, whatever k each asks for, so modes sharing one server still see
+        common random numbers. Without it, requests count per (prompt, draft length)."""
         max_tokens = max(0, min(int(max_tokens), MAX_TOKENS_CAP))
         with self._lock:
             self._busy = True
             try:
                 k_cap = self.default_n_max if n_max is None else _clamp_k(n_max)
                 digest = _digest(prompt_text)
-                key = (digest, k_cap)
+                key: tuple[Any, ...] = (digest, k_cap) if stream is None else (digest, stream)
                 draw = self._draw_counts.get(key, 0)
                 self._draw_counts[key] = draw + 1
                 index = self._index
                 self._index += 1
-                result = self._generate(
-                    prompt_text, digest, max_tokens, k_cap, n_min, category, index, draw
-                )
+                with self._pool.pinned():
+                    result = self._generate(
+                        prompt_text, digest, max_tokens, k_cap, n_min, category, index, draw
+                    )
                 self._counters.add(result)
                 return result
             finally:

@@ -465,8 +465,13 @@ class Handler(BaseHTTPRequestHandler):
         category = data.get("halospec_category")
         if category not in CATEGORIES:
             category = None
+        stream = data.get("halospec_stream")
+        if not isinstance(stream, str) or not stream:
+            stream = None
         model = data.get("model") if isinstance(data.get("model"), str) else st.model_name
-        result = st.engine.generate(prompt, max_tokens, n_max, n_min, category=category)
+        result = st.engine.generate(
+            prompt, max_tokens, n_max, n_min, category=category, stream=stream
+        )
         st.last = {
             "time_to_first_token": round(result.prompt_ms / 1000.0, 6),
             "tokens_per_second": round(result.predicted_per_second, 3),

@@ -17,6 +17,7 @@ HELP = """\
 | `p` | pause / resume: no new step starts while paused |
 | `s` | save the run's profile as TOML (`profiles/NAME.toml`; load it with `--profile`) |
 | `e` | export now: results CSV and summary.json of the rows so far, to a folder you confirm |
+| `d` | discover local servers (Lemonade, llama-server, vLLM, LM Studio) and write a profile for one (`profiles/discovered-KIND.toml`); also in the command palette (`Ctrl+P`) |
 | `m` | from the summary, back to the monitor |
 | `q` | stop cleanly and exit (status 0); `Ctrl+C` the same with status 130 |
 | `?` | this help (`Esc` closes it) |
