@@ -644,20 +644,7 @@ def run_interleaved(
                 prompt = prompts.prompt_for(m, p.run.warmup + step - 1, step)
                 reply = backends[m].complete(prompt, k)
                 t0 = time.perf_counter()
-                ctl.observe(
-                    Observation(
-                        k=k,
-                        success=reply.success,
-                        latency_ms=reply.latency_ms,
-                        tokens=reply.tokens,
-                        draft_n=reply.draft_n,
-                        draft_n_accepted=reply.draft_n_accepted,
-                        predicted_n=reply.predicted_n,
-                        predicted_ms=reply.predicted_ms,
-                        prompt_ms=reply.prompt_ms,
-                        category=prompt.category,
-                    )
-                )
+                ctl.observe(Observation.of(k, reply, prompt.category))
                 overhead[m].append(ctl_ms + (time.perf_counter() - t0) * 1000.0)
                 gstep += 1
                 row = _row(

@@ -324,20 +324,7 @@ class Runner:
             prompt = self.prompts.prompt_for(mode, warmup + step - 1, step)
             reply = self.backend.complete(prompt, k)
             t_ctl = time.perf_counter()
-            controller.observe(
-                Observation(
-                    k=k,
-                    success=reply.success,
-                    latency_ms=reply.latency_ms,
-                    tokens=reply.tokens,
-                    draft_n=reply.draft_n,
-                    draft_n_accepted=reply.draft_n_accepted,
-                    predicted_n=reply.predicted_n,
-                    predicted_ms=reply.predicted_ms,
-                    prompt_ms=reply.prompt_ms,
-                    category=prompt.category,
-                )
-            )
+            controller.observe(Observation.of(k, reply, prompt.category))
             overhead.append(ctl_ms + (time.perf_counter() - t_ctl) * 1000.0)
             # the phase is what held while the request ran: load that ended mid-request
             # still counts as load for this row

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from halospec_tui.core.events import Decision
 
@@ -22,6 +22,22 @@ class Observation:
     predicted_ms: float | None = None
     prompt_ms: float | None = None
     category: str = ""
+
+    @classmethod
+    def of(cls, k: int, reply: Any, category: str = "") -> Observation:
+        """The observation of `reply` (a backend Reply) to a request at draft length k."""
+        return cls(
+            k=k,
+            success=reply.success,
+            latency_ms=reply.latency_ms,
+            tokens=reply.tokens,
+            draft_n=reply.draft_n,
+            draft_n_accepted=reply.draft_n_accepted,
+            predicted_n=reply.predicted_n,
+            predicted_ms=reply.predicted_ms,
+            prompt_ms=reply.prompt_ms,
+            category=category,
+        )
 
 
 class Controller(Protocol):
