@@ -576,18 +576,20 @@ def run_interleaved(
     from halospec_tui.core.results import ResultsWriter, write_json
     from halospec_tui.core.stats import summarize_mode
 
-    shared = None
-    if make is None and p.backend.kind == "embedded":
+    shared = None  # on the embedded engine: one engine for every mode, a stream per mode
+    new_backend: Callable[[Profile, str], Any]
+    if make is not None:
+        new_backend = lambda prof, mode: make(prof)  # noqa: E731
+    elif p.backend.kind == "embedded":
         from halospec_tui.backends.embedded.launcher import EmbeddedServer
         from halospec_tui.backends.embedded_backend import EmbeddedBackend
 
         shared = EmbeddedServer.from_settings(p.embedded, seed=p.run.seed)
-
-        def make(prof: Profile, mode: str = "") -> Any:
-            assert shared is not None and shared.url
-            return EmbeddedBackend(prof, attach_url=shared.url, stream=mode)
-
-    make = make or make_backend
+        new_backend = lambda prof, mode: EmbeddedBackend(  # noqa: E731
+            prof, attach_url=shared.url, stream=mode
+        )
+    else:
+        new_backend = lambda prof, mode: make_backend(prof)  # noqa: E731
     run_dir = Path(run_dir)
     if (run_dir / "results.csv").exists():
         from halospec_tui.profile import ProfileError
@@ -610,7 +612,7 @@ def run_interleaved(
             shared.start(timeout=max(15.0, p.backend.health_timeout_s))
         controllers = {m: make_controller(m, p) for m in modes}
         for m in modes:
-            b = make(p, m) if shared is not None else make(p)
+            b = new_backend(p, m)
             b.start()
             kind, _ = parse_mode(m)
             b.prepare_mode(m, controllers[m].warmup_k if kind == "fixed" else None)
