@@ -235,13 +235,14 @@ async def test_discover_key_lists_a_real_server_and_writes_its_profile(tmp_path:
             await wait_until(pilot, lambda: app.state.steps_done >= 1)
             await pilot.press("d")
             await wait_until(pilot, lambda: isinstance(app.screen, DiscoverScreen))
+            steps = app.state.steps_done
             options = app.screen.query_one(OptionList)
             await wait_until(pilot, lambda: options.option_count == 1)
             assert url in str(options.get_option_at_index(0).prompt)
-            steps = app.state.steps_done
+            # the sweep goes on while the dialog is open
+            await wait_until(pilot, lambda: app.state.steps_done > steps)
             await pilot.press("enter")
             await wait_until(pilot, lambda: not isinstance(app.screen, DiscoverScreen))
-            assert app.state.steps_done > steps  # the sweep went on meanwhile
             assert await quit_and_wait(app, pilot) == 0
     written = list((tmp_path / "profiles").glob("discovered-*.toml"))
     assert len(written) == 1
