@@ -495,59 +495,6 @@ class FreshBackend:
         self._inner.close()
 
 
-def _row(
-    step: int,
-    global_step: int,
-    mode: str,
-    phase: str,
-    k: int,
-    reply: Any,
-    prompt: Any,
-    decision: Any,
-    load_on: bool,
-    channel: str,
-    cpu: float | None,
-) -> StepRow:
-    """A results row as the runner writes it (core/runner.py Runner._row)."""
-    from datetime import UTC, datetime
-
-    ok = reply.success
-    tps = reply.tokens / (reply.latency_ms / 1000.0) if ok and reply.latency_ms > 0 else None
-    v = decision.values
-    return StepRow(
-        global_step=global_step,
-        step=step,
-        mode=mode,
-        phase=phase,
-        draft_length=k,
-        success=int(ok),
-        latency_ms=round(reply.latency_ms, 3) if ok else 0.0,
-        tokens=reply.tokens if ok else 0,
-        timestamp=datetime.now(UTC).isoformat(timespec="milliseconds"),
-        prompt_id=prompt.id,
-        category=prompt.category,
-        draft_n=reply.draft_n,
-        draft_n_accepted=reply.draft_n_accepted,
-        acceptance=_r(reply.acceptance, 4),
-        observed_k=_r(reply.observed_k, 3),
-        prompt_n=reply.prompt_n,
-        prompt_ms=reply.prompt_ms,
-        predicted_n=reply.predicted_n,
-        predicted_ms=reply.predicted_ms,
-        server_ms=_r(reply.server_ms, 3),
-        tokens_per_s=_r(tps, 3),
-        cpu_percent=cpu,
-        load_on=int(load_on),
-        attempts=reply.attempts,
-        ema_ms=_r(v.get("ema_ms"), 3),
-        low_thr_ms=_r(v.get("low_thr_ms"), 3),
-        high_thr_ms=_r(v.get("high_thr_ms"), 3),
-        controller_reason=decision.reason,
-        draft_channel=channel,
-        error=reply.error,
-    )
-
-
 def run_interleaved(
     p: Profile,
     run_dir: Path,
@@ -574,6 +521,7 @@ def run_interleaved(
     from halospec_tui.core.load import CpuSampler, LoadInjector
     from halospec_tui.core.prompts import PromptSchedule, load_prompts
     from halospec_tui.core.results import ResultsWriter, write_json
+    from halospec_tui.core.runner import step_row
     from halospec_tui.core.stats import summarize_mode
 
     shared = None  # on the embedded engine: one engine for every mode, a stream per mode
@@ -649,18 +597,19 @@ def run_interleaved(
                 ctl.observe(Observation.of(k, reply, prompt.category))
                 overhead[m].append(ctl_ms + (time.perf_counter() - t0) * 1000.0)
                 gstep += 1
-                row = _row(
-                    step,
-                    gstep,
-                    m,
-                    phase,
-                    k,
-                    reply,
-                    prompt,
-                    decision,
-                    load.on,
-                    backends[m].draft_channel,
-                    cpu.sample(),
+                row = step_row(
+                    global_step=gstep,
+                    step=step,
+                    mode=m,
+                    phase=phase,
+                    k=k,
+                    reply=reply,
+                    prompt_id=prompt.id,
+                    category=prompt.category,
+                    decision=decision,
+                    load_on=load.on,
+                    channel=backends[m].draft_channel,
+                    cpu=cpu.sample(),
                 )
                 rows.append(row)
                 writer(StepResult(row=row, text=reply.text))

@@ -352,43 +352,19 @@ class Runner:
         category: str,
         decision: Any,
     ) -> StepRow:
-        v = decision.values
-        tps = (
-            (reply.tokens / (reply.latency_ms / 1000.0))
-            if reply.success and reply.latency_ms > 0
-            else None
-        )
-        return StepRow(
+        return step_row(
             global_step=self.global_step,
             step=step,
             mode=mode,
             phase=phase,
-            draft_length=k,
-            success=int(reply.success),
-            latency_ms=round(reply.latency_ms, 3) if reply.success else 0.0,
-            tokens=reply.tokens if reply.success else 0,
-            timestamp=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            k=k,
+            reply=reply,
             prompt_id=prompt_id,
             category=category,
-            draft_n=reply.draft_n,
-            draft_n_accepted=reply.draft_n_accepted,
-            acceptance=_r(reply.acceptance, 4),
-            observed_k=_r(reply.observed_k, 3),
-            prompt_n=reply.prompt_n,
-            prompt_ms=reply.prompt_ms,
-            predicted_n=reply.predicted_n,
-            predicted_ms=reply.predicted_ms,
-            server_ms=_r(reply.server_ms, 3),
-            tokens_per_s=_r(tps, 3),
-            cpu_percent=self._cpu(),
-            load_on=int(self.load is not None and self.load.on),
-            attempts=reply.attempts,
-            ema_ms=_r(v.get("ema_ms"), 3),
-            low_thr_ms=_r(v.get("low_thr_ms"), 3),
-            high_thr_ms=_r(v.get("high_thr_ms"), 3),
-            controller_reason=decision.reason,
-            draft_channel=self.backend.draft_channel,
-            error=reply.error,
+            decision=decision,
+            load_on=self.load is not None and self.load.on,
+            channel=self.backend.draft_channel,
+            cpu=self._cpu(),
         )
 
     def _finish_mode(
@@ -453,6 +429,59 @@ class Runner:
         self.bus.publish(
             ModeFinished(mode=mode, summary=summary, run_summary=self._run_summary(cancelled=False))
         )
+
+
+def step_row(
+    *,
+    global_step: int,
+    step: int,
+    mode: str,
+    phase: str,
+    k: int,
+    reply: Reply,
+    prompt_id: str,
+    category: str,
+    decision: Any,
+    load_on: bool,
+    channel: str,
+    cpu: float | None,
+) -> StepRow:
+    """One results row (results.csv) for one step: the runner's and the evaluation's."""
+    v = decision.values
+    ok = reply.success
+    tps = reply.tokens / (reply.latency_ms / 1000.0) if ok and reply.latency_ms > 0 else None
+    return StepRow(
+        global_step=global_step,
+        step=step,
+        mode=mode,
+        phase=phase,
+        draft_length=k,
+        success=int(ok),
+        latency_ms=round(reply.latency_ms, 3) if ok else 0.0,
+        tokens=reply.tokens if ok else 0,
+        timestamp=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        prompt_id=prompt_id,
+        category=category,
+        draft_n=reply.draft_n,
+        draft_n_accepted=reply.draft_n_accepted,
+        acceptance=_r(reply.acceptance, 4),
+        observed_k=_r(reply.observed_k, 3),
+        prompt_n=reply.prompt_n,
+        prompt_ms=reply.prompt_ms,
+        predicted_n=reply.predicted_n,
+        predicted_ms=reply.predicted_ms,
+        server_ms=_r(reply.server_ms, 3),
+        tokens_per_s=_r(tps, 3),
+        cpu_percent=cpu,
+        load_on=int(load_on),
+        attempts=reply.attempts,
+        ema_ms=_r(v.get("ema_ms"), 3),
+        low_thr_ms=_r(v.get("low_thr_ms"), 3),
+        high_thr_ms=_r(v.get("high_thr_ms"), 3),
+        controller_reason=decision.reason,
+        draft_channel=channel,
+        error=reply.error,
+    )
 
 
 def _r(v: float | None, nd: int) -> float | None:
