@@ -17,6 +17,7 @@ from halospec_tui.core.events import (
     StepResult,
     WarmupDone,
 )
+from halospec_tui.core.tables import text_table
 from halospec_tui.core.verdict import describe
 
 
@@ -124,23 +125,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         verdict = (m.get("draft_control") or {}).get("verdict", "-")
         mark = " *" if m.get("mode") == summary.get("winner") else ""
         body.append([_cell(m, key, fmt) for _, key, fmt in COLUMNS] + [verdict + mark])
-    widths = [
-        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)
-    ]
-    lines = [
-        "  ".join(
-            h.rjust(w) if i else h.ljust(w)
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    ]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in body:
-        lines.append(
-            "  ".join(
-                c.rjust(w) if i else c.ljust(w)
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
+    lines = text_table(header, body)
     for m in modes:
         if not m.get("mode", "").startswith("fixed_"):
             kv = m.get("k_values") or {}

@@ -11,6 +11,8 @@ from typing import Any
 
 import psutil
 
+from halospec_tui.core.events import Event
+
 
 class ScriptedServer:
     """A real HTTP server whose n-th chat reply is chosen by `script(n)`:
@@ -128,3 +130,21 @@ def wait_gone(pid: int, timeout: float = 5.0) -> list[psutil.Process]:
         time.sleep(0.1)
         left = descendants_of(pid)
     return left
+
+
+class Recorder:
+    """An event-bus subscriber that keeps every event (a sweep's record, for assertions)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, ev: Event) -> None:
+        self.events.append(ev)
+
+    def of(self, tp: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, tp)]
+
+    def notices(self) -> str:
+        from halospec_tui.core.events import Notice
+
+        return "\n".join(e.text for e in self.of(Notice))

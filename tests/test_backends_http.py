@@ -17,27 +17,13 @@ from halospec_tui.backends.discover import discover, write_profile
 from halospec_tui.backends.embedded import EmbeddedServer
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.backends.metrics import delta, parse_spec_metrics
-from halospec_tui.core.events import Event, Notice, RunStarted, StepResult, StepRow
+from halospec_tui.core.events import Notice, RunStarted, StepResult, StepRow
 from halospec_tui.core.verdict import cross_check, mode_verdict
 from halospec_tui.session import Session
 from tests.conftest import fast_profile
-from tests.helpers import ScriptedServer, ok_reply
+from tests.helpers import Recorder, ScriptedServer, ok_reply
 
 DATA = Path(__file__).parent / "data"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, ev: Event) -> None:
-        self.events.append(ev)
-
-    def of(self, tp: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, tp)]
-
-    def notices(self) -> str:
-        return "\n".join(n.text for n in self.of(Notice))
 
 
 def sweep(profile: P.Profile, out: Path, timeout: float = 60.0) -> tuple[Session, Recorder]:

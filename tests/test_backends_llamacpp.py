@@ -27,9 +27,10 @@ from halospec_tui.backends.llamacpp_managed import (
     find_binary,
     find_model,
 )
-from halospec_tui.core.events import Event, Notice, StepResult
+from halospec_tui.core.events import Notice, StepResult
 from halospec_tui.session import Session
 from tests.conftest import ROOT
+from tests.helpers import Recorder
 
 
 def _binary() -> str | None:
@@ -73,17 +74,6 @@ def managed_profile(modes: list[str], **backend: Any) -> P.Profile:
     for k, v in backend.items():
         setattr(p.backend, k, v)
     return p
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, ev: Event) -> None:
-        self.events.append(ev)
-
-    def of(self, tp: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, tp)]
 
 
 def sweep(p: P.Profile, out: Path) -> tuple[Session, Recorder, list[int]]:

@@ -19,6 +19,7 @@ from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.llamacpp_managed import ManagedLlamaCppBackend, spec_args
 from halospec_tui.core.events import Event, Notice, StepResult
 from halospec_tui.session import Session
+from tests.helpers import Recorder
 
 DATA = Path(__file__).parent / "data"
 
@@ -54,17 +55,6 @@ def profile(fake: tuple[str, str], modes: list[str], channel: str, **backend: An
     lat = p.controller.latency  # forced down from 4 at once: 4, 2, 1
     lat.default_low_ms, lat.default_high_ms, lat.step_down = 0.0, 0.001, 2
     return p
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, ev: Event) -> None:
-        self.events.append(ev)
-
-    def of(self, tp: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, tp)]
 
 
 def run(p: P.Profile, out: Path) -> tuple[Session, Recorder, list[int], int]:

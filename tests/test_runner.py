@@ -10,22 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from halospec_tui.core.events import Event, LoadChanged, Notice, Paused, PhaseChanged, StepResult
+from halospec_tui.core.events import LoadChanged, Notice, Paused, PhaseChanged, StepResult
 from halospec_tui.core.results import load_rows
 from halospec_tui.session import Session
 from tests.conftest import fast_profile
-from tests.helpers import ScriptedServer, ok_reply
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, ev: Event) -> None:
-        self.events.append(ev)
-
-    def of(self, tp: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, tp)]
+from tests.helpers import Recorder, ScriptedServer, ok_reply
 
 
 def _start(session: Session) -> tuple[threading.Thread, Recorder]:

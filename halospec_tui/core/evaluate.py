@@ -37,6 +37,7 @@ from typing import Any
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core.events import StepRow
 from halospec_tui.core.stats import percentile_nearest_rank
+from halospec_tui.core.tables import text_table
 from halospec_tui.profile import Profile, parse_mode
 
 EVALUATION_VERSION = 1
@@ -244,27 +245,6 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
-    ]
-    out = [
-        "  ".join(
-            h.rjust(w) if i else h.ljust(w)
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    ]
-    out.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        out.append(
-            "  ".join(
-                c.rjust(w) if i else c.ljust(w)
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-    return out
-
-
 def format_evaluation(ev: dict[str, Any], *, fixed_detail: bool = True) -> str:
     """The evaluation as text tables: per segment, then the whole run."""
     lines: list[str] = []
@@ -299,7 +279,7 @@ def format_evaluation(ev: dict[str, Any], *, fixed_detail: bool = True) -> str:
                     _fmt(s.get("ratio_best_fixed"), ".3f"),
                 ]
             )
-        lines += _table(
+        lines += text_table(
             ["mode", "tok/s", "settled", "p50 ms", "p95 ms", "k", "/oracle", "/best fixed"], body
         )
     lines.append("")
@@ -328,7 +308,7 @@ def format_evaluation(ev: dict[str, Any], *, fixed_detail: bool = True) -> str:
                 _fmt(s.get("ratio_oracle"), ".3f"),
             ]
         )
-    lines += _table(
+    lines += text_table(
         [
             "mode",
             "tok/s",
