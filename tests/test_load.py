@@ -109,7 +109,10 @@ def test_start_burns_then_stop_ends_every_burner(events: list) -> None:
         for p in pids:
             proc = psutil.Process(p)
             assert proc.ppid() == os.getpid()
-            assert BURN_MODULE in " ".join(proc.cmdline())
+            # Right after fork the child's cmdline is empty until it has exec'd: wait for it.
+            assert wait_until(lambda q=proc: BURN_MODULE in " ".join(q.cmdline()), START_S), (
+                f"burner {p} runs {proc.cmdline()!r}"
+            )
             assert {c.pid for c in procs.live_children()} >= {p}
         assert inj.on and not inj.scheduled
         assert inj.started_at is not None and inj.started_at <= time.monotonic()
