@@ -108,7 +108,9 @@ def test_guard_child_stop_ends_guard_and_program() -> None:
     c = procs.spawn(SLEEP, name="guarded-sleep", guard=True)
     sleep_pid = -1
     try:
-        assert "halospec_tui.core.guard" in " ".join(_cmd(psutil.Process(c.pid)))
+        guard = psutil.Process(c.pid)
+        # Between fork and exec a child's cmdline is empty: wait until it runs the guard.
+        assert wait_until(lambda: "halospec_tui.core.guard" in " ".join(_cmd(guard)), START_S)
         sleep_pid = guarded_pid(c.pid)
         c.stop()
         assert gone(c.pid)

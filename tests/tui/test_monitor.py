@@ -40,9 +40,15 @@ def embedded(steps: int = 40, **run: object) -> P.Profile:
 
 
 def children() -> list[psutil.Process]:
-    return [
-        c for c in psutil.Process().children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE
-    ]
+    """Live (non-zombie) descendants; one that is reaped while we look counts as gone."""
+    live = []
+    for c in psutil.Process().children(recursive=True):
+        try:
+            if c.status() != psutil.STATUS_ZOMBIE:
+                live.append(c)
+        except psutil.NoSuchProcess:
+            pass
+    return live
 
 
 async def quit_and_wait(app: MonitorApp, pilot, key: str = "q") -> int:  # type: ignore[no-untyped-def]
