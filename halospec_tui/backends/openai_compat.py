@@ -17,6 +17,7 @@ import httpx
 
 from halospec_tui.backends.base import BackendUnavailable, Prompt, Reply
 from halospec_tui.backends.metrics import parse_spec_metrics
+from halospec_tui.backends.wire import Posted, Poster, WireError, direct_http
 from halospec_tui.profile import Profile
 
 
@@ -77,6 +78,9 @@ def parse_reply(body: Any, latency_ms: float, attempts: int) -> Reply:
     )
 
 
+_JSON = {"Content-Type": "application/json"}
+
+
 class OpenAICompatBackend:
     """An already-running OpenAI-compatible server. Subclasses change paths and channels."""
 
@@ -96,6 +100,7 @@ class OpenAICompatBackend:
         self.model = profile.request.model
         self.run_dir: Path | None = None
         self._client: httpx.Client | None = None
+        self._poster: Poster | None = None
         self._current_k: int | None = None
         self._notify: Callable[[str, str], None] | None = None
 
@@ -161,6 +166,9 @@ class OpenAICompatBackend:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._poster is not None:
+            self._poster.close()
+            self._poster = None
 
     # --- requests ----------------------------------------------------------------------
     def request_body(self, prompt: Prompt, k: int) -> dict[str, Any]:
@@ -190,32 +198,47 @@ class OpenAICompatBackend:
         """Where a request with draft length k goes (the pool channel routes by k)."""
         return self.chat_path
 
+    def poster(self) -> Poster:
+        if self._poster is None:
+            r = self.profile.request
+            self._poster = Poster(self._headers(), r.timeout_s, min(r.timeout_s, 10.0))
+        return self._poster
+
+    def _post(self, url: str, payload: bytes) -> Posted:
+        """One timed POST: stdlib keep-alive for plain local http, httpx otherwise."""
+        full = url if "://" in url else self.url + url
+        if direct_http(full):
+            return self.poster().post(full, payload)
+        t0 = time.perf_counter()
+        try:
+            resp = self.client().post(url, content=payload, headers=_JSON)
+        except httpx.TimeoutException as e:
+            raise WireError(f"timeout after {self.profile.request.timeout_s:g} s", True) from e
+        except httpx.HTTPError as e:
+            raise WireError(f"{e.__class__.__name__}: {e}") from e
+        return Posted(resp.status_code, resp.content, (time.perf_counter() - t0) * 1000.0)
+
     def complete(self, prompt: Prompt, k: int) -> Reply:
         r = self.profile.request
         self.ensure_k(k)
         url = self.url_for(k)
-        body = self.request_body(prompt, k)
-        payload = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
+        payload = json.dumps(self.request_body(prompt, k)).encode()
         delay = r.backoff_ms / 1000.0
         error = ""
         for attempt in range(1, r.attempts + 1):
-            t0 = time.perf_counter()
             try:
-                resp = self.client().post(url, content=payload, headers=headers)
-                latency_ms = (time.perf_counter() - t0) * 1000.0
-            except httpx.TimeoutException:
-                error = f"timeout after {r.timeout_s:g} s"
-            except httpx.HTTPError as e:
-                error = f"{e.__class__.__name__}: {e}"
+                posted = self._post(url, payload)
+            except WireError as e:
+                error = str(e)
             else:
-                if 200 <= resp.status_code < 300:
+                if 200 <= posted.status < 300:
                     try:
-                        decoded = resp.json()
+                        decoded = json.loads(posted.body)
                     except ValueError:
                         return Reply(False, 0.0, error="malformed JSON in reply", attempts=attempt)
-                    return parse_reply(decoded, latency_ms, attempt)
-                error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                    return parse_reply(decoded, posted.latency_ms, attempt)
+                text = posted.body[:200].decode("utf-8", "replace")
+                error = f"HTTP {posted.status}: {text}"
             if attempt < r.attempts:
                 time.sleep(delay)
                 delay *= 2
