@@ -97,6 +97,16 @@ def test_per_segment_oracle_and_ratios() -> None:
     json.dumps(ev, allow_nan=False)
 
 
+def test_slim_rows_give_the_same_table_as_full_rows() -> None:
+    """The runner keeps EvalRow records, not StepRows: the table must not change."""
+    rows = made_up_rows()
+    ctl = {"adaptive:model": [0.5] * 12}
+    slim = [E.EvalRow.of(r) for r in rows]
+    assert E.evaluation_for_run(slim, load_profile(), ctl) == E.evaluation_for_run(
+        rows, load_profile(), ctl
+    )
+
+
 def test_short_segments_are_used_whole() -> None:
     p = load_profile()
     p.scenario.settle_steps = 10

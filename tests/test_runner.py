@@ -48,6 +48,9 @@ def test_full_fast_sweep_on_embedded_engine(tmp_path: Path) -> None:
         assert s.runner.summary is not None
         assert {m["draft_control"]["verdict"] for m in s.runner.summary["modes"]} == {"applied"}
         assert len(load_rows(s.writer.csv_path)) == 10
+        # the evaluation table (adaptive + other modes) is built from slim copies of the rows
+        assert [(r.mode, r.step) for r in s.runner.eval_rows] == [(r.mode, r.step) for r in rows]
+        assert s.runner.summary["evaluation"] is not None
     finally:
         s.close()
 
@@ -141,6 +144,7 @@ def test_retries_with_backoff(tmp_path: Path) -> None:
             s.close()
     row = rec.of(StepResult)[0].row
     assert row.success == 1 and row.attempts == 3
+    assert s.runner.eval_rows == []  # no evaluation table for one fixed mode: nothing kept
     assert time.monotonic() - t0 >= 0.15  # 50 ms then 100 ms
 
 

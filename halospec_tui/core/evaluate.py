@@ -31,8 +31,9 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core.events import StepRow
@@ -43,16 +44,53 @@ from halospec_tui.profile import Profile, parse_mode
 EVALUATION_VERSION = 1
 
 
+class EvalStep(Protocol):
+    """What the evaluation reads of a step: a StepRow, or the runner's slim EvalRow."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def draft_length(self) -> int: ...
+    @property
+    def success(self) -> int: ...
+    @property
+    def latency_ms(self) -> float: ...
+    @property
+    def tokens(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvalRow:
+    """The seven fields of a StepRow the evaluation reads (about a tenth of a row's memory),
+    so that a long run keeps what its end-of-run table needs and not every row it wrote."""
+
+    mode: str
+    step: int
+    phase: str
+    draft_length: int
+    success: int
+    latency_ms: float
+    tokens: int
+
+    @classmethod
+    def of(cls, r: StepRow) -> EvalRow:
+        return cls(r.mode, r.step, r.phase, r.draft_length, r.success, r.latency_ms, r.tokens)
+
+
 # --- one run ---------------------------------------------------------------------------------
 
 
-def _tps(rows: Sequence[StepRow], extra_ms: float = 0.0) -> float | None:
+def _tps(rows: Sequence[EvalStep], extra_ms: float = 0.0) -> float | None:
     ok = [r for r in rows if r.success and r.latency_ms > 0 and math.isfinite(r.latency_ms)]
     ms = sum(r.latency_ms for r in ok) + extra_ms
     return sum(int(r.tokens) for r in ok) / (ms / 1000.0) if ok and ms > 0 else None
 
 
-def _lat(rows: Sequence[StepRow], p: float) -> float | None:
+def _lat(rows: Sequence[EvalStep], p: float) -> float | None:
     return percentile_nearest_rank([r.latency_ms for r in rows if r.success], p)
 
 
@@ -85,13 +123,13 @@ def applies(modes: Sequence[str]) -> bool:
 
 
 def evaluation_for_run(
-    rows: Sequence[StepRow],
+    rows: Sequence[EvalStep],
     profile: Profile,
     controller_ms: dict[str, list[float]] | None = None,
 ) -> dict[str, Any] | None:
     """The evaluation table of one run's rows (None when `applies` is false)."""
     order: list[str] = []
-    by_mode: dict[str, list[StepRow]] = {}
+    by_mode: dict[str, list[EvalStep]] = {}
     for r in rows:
         if r.mode not in by_mode:
             order.append(r.mode)
@@ -107,7 +145,7 @@ def evaluation_for_run(
 
     # segments, in order of first step
     keys: list[tuple[int, str]] = []
-    seg_rows: dict[tuple[int, str], dict[str, list[StepRow]]] = {}
+    seg_rows: dict[tuple[int, str], dict[str, list[EvalStep]]] = {}
     first: dict[tuple[int, str], int] = {}
     last: dict[tuple[int, str], int] = {}
     for mode in order:
@@ -149,7 +187,7 @@ def evaluation_for_run(
     )
 
     segments = []
-    oracle_rows: list[StepRow] = []
+    oracle_rows: list[EvalStep] = []
     oracle_ks: dict[str, int] = {}
     for key in keys:
         per_mode = seg_rows[key]

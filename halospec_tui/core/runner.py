@@ -17,6 +17,7 @@ from typing import Any
 
 from halospec_tui.backends.base import Backend, Reply
 from halospec_tui.backends.metrics import delta
+from halospec_tui.core import evaluate as evaluate_mod
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core import verdict
 from halospec_tui.core.controllers import make_controller
@@ -70,7 +71,10 @@ class Runner:
         self._wake = threading.Event()
         self.global_step = 0
         self.mode_summaries: list[dict[str, Any]] = []
-        self.rows: list[StepRow] = []  # every finished mode's rows (the evaluation table)
+        # what the end-of-run evaluation table needs of every finished mode's rows (slim
+        # records, and only when the run has such a table: every row is in results.csv)
+        self._keep_eval_rows = evaluate_mod.applies(profile.run.modes)
+        self.eval_rows: list[evaluate_mod.EvalRow] = []
         self.controller_ms: dict[str, list[float]] = {}  # per mode: decide+observe ms per step
         self.summary: dict[str, Any] | None = None
         self._warned_identical = False
@@ -201,9 +205,7 @@ class Runner:
     def _run_summary(self, cancelled: bool) -> dict[str, Any]:
         p = self.profile
         modes = self.mode_summaries
-        from halospec_tui.core.evaluate import evaluation_for_run
-
-        evaluation = evaluation_for_run(self.rows, p, self.controller_ms)
+        evaluation = evaluate_mod.evaluation_for_run(self.eval_rows, p, self.controller_ms)
         return {
             "modes": modes,
             "winner": pick_winner(modes, p.score.winner_among),
@@ -372,7 +374,8 @@ class Runner:
     ) -> None:
         p = self.profile
         summary = summarize_mode(mode, rows, p.score, p.score.convergence_window)
-        self.rows.extend(rows)
+        if self._keep_eval_rows:
+            self.eval_rows.extend(evaluate_mod.EvalRow.of(r) for r in rows)
         ctl = self.controller_ms.get(mode) or []
         summary["controller_ms_per_step"] = round(sum(ctl) / len(ctl), 4) if ctl else None
         metrics_delta = delta(metrics_before, self.backend.metrics())
