@@ -62,7 +62,7 @@ class ControllerPane(Static):
                 t.append("  down <", style="dim")
                 t.append(f" {g.get('down', 0):g}/{g.get('down_big', 0):g}")
         elif kind == "fixed":
-            t.append("\nfixed draft length: no decisions", style="dim")
+            t.append("\nk is fixed: no decisions", style="dim")
         for key, x in v.items():
             if key in _SHOWN or x is None:
                 continue
