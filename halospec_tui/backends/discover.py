@@ -53,7 +53,7 @@ class Found:
     """One server that answered, as the monitor and the command line list it."""
 
     url: str
-    kind: str  # a backend kind: lemonade, llamacpp, vllm, openai
+    kind: str  # a backend kind: lemonade, llamacpp, vllm, lmstudio, openai
     label: str  # what it is, in words
     models: list[str] = field(default_factory=list)
     loaded_model: str = ""
@@ -169,13 +169,17 @@ def classify(url: str, answers: dict[str, tuple[int, Any, str] | None]) -> Found
     if isinstance(lms, dict) and isinstance(lms.get("data"), list):
         f = Found(
             url,
-            "openai",
+            "lmstudio",
             "LM Studio",
             models=_model_ids(lms) or ids,
             channel="none",
-            draft_counters="per reply stats in its REST API (not read by HaloSpec)",
+            draft_counters="per reply (stats of its REST API /api/v0)",
         )
-        f.notes.append("LM Studio's draft length is a model setting: the sweep cannot change it")
+        f.notes.append(
+            "LM Studio's draft length is a model setting: the sweep runs on channel none; "
+            "set backend.draft_model, or try channel request with backend.n_max_key "
+            "(the verdict shows whether LM Studio honours it)"
+        )
         return f
     if ids:
         return Found(

@@ -12,6 +12,7 @@ AUTO_CHANNEL = {
     "lemonade": "reload",
     "llamacpp-managed": "pool",
     "vllm": "none",
+    "lmstudio": "none",
 }
 ALLOWED_CHANNELS = {
     "embedded": ("request", "none"),
@@ -20,6 +21,7 @@ ALLOWED_CHANNELS = {
     "lemonade": ("reload", "request", "none"),
     "llamacpp-managed": ("pool", "restart", "request", "none"),
     "vllm": ("none", "request"),
+    "lmstudio": ("none", "request"),
 }
 
 
@@ -61,4 +63,8 @@ def make_backend(profile: Profile) -> Backend:
         from halospec_tui.backends.vllm import VllmBackend
 
         return VllmBackend(profile, draft_channel=channel)
+    if kind == "lmstudio":
+        from halospec_tui.backends.lmstudio import LMStudioBackend
+
+        return LMStudioBackend(profile, draft_channel=channel)
     raise ProfileError(f"backend.kind: {kind!r} is not available in this version")

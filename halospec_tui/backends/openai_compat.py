@@ -218,6 +218,10 @@ class OpenAICompatBackend:
             raise WireError(f"{e.__class__.__name__}: {e}") from e
         return Posted(resp.status_code, resp.content, (time.perf_counter() - t0) * 1000.0)
 
+    def reply_from(self, body: Any, latency_ms: float, attempts: int) -> Reply:
+        """A decoded reply body as a Reply (servers that report differently override it)."""
+        return parse_reply(body, latency_ms, attempts)
+
     def complete(self, prompt: Prompt, k: int) -> Reply:
         r = self.profile.request
         self.ensure_k(k)
@@ -236,7 +240,7 @@ class OpenAICompatBackend:
                         decoded = json.loads(posted.body)
                     except ValueError:
                         return Reply(False, 0.0, error="malformed JSON in reply", attempts=attempt)
-                    return parse_reply(decoded, posted.latency_ms, attempt)
+                    return self.reply_from(decoded, posted.latency_ms, attempt)
                 text = posted.body[:200].decode("utf-8", "replace")
                 error = f"HTTP {posted.status}: {text}"
             if attempt < r.attempts:

@@ -643,6 +643,23 @@ class GenerationResult:
             t["draft_n_accepted"] = self.draft_n_accepted
         return t
 
+    def lmstudio_stats(self, draft_model: str) -> dict[str, Any]:
+        """LM Studio's REST `stats` object (seconds, not ms); draft counts when drafting ran.
+        LM Studio counts no "ignored" drafts here: the engine never drafts past max_tokens."""
+        s: dict[str, Any] = {
+            "tokens_per_second": round(self.predicted_per_second, 3),
+            "time_to_first_token": round(self.prompt_ms / 1000.0, 6),
+            "generation_time": round(self.predicted_ms / 1000.0, 6),
+            "stop_reason": "maxPredictedTokensReached",
+        }
+        if self.speculated:
+            s["draft_model"] = draft_model
+            s["total_draft_tokens_count"] = self.draft_n
+            s["accepted_draft_tokens_count"] = self.draft_n_accepted
+            s["rejected_draft_tokens_count"] = self.draft_n - self.draft_n_accepted
+            s["ignored_draft_tokens_count"] = 0
+        return s
+
 
 @dataclass
 class Counters:

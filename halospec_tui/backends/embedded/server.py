@@ -117,9 +117,17 @@ def parse_llamacpp_args(args: str, base_n_max: int) -> tuple[int, int | None, st
 class State:
     """What the server was started with and what /api/v1/load changed since."""
 
-    def __init__(self, engine: Engine, *, ignore_request_n_max: bool, url: str = "") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        ignore_request_n_max: bool,
+        url: str = "",
+        lmstudio_rest: bool = False,
+    ) -> None:
         self.engine = engine
         self.ignore_request_n_max = ignore_request_n_max
+        self.lmstudio_rest = lmstudio_rest
         self.start_n_max = engine.default_n_max
         self.default_n_min = 0
         self.spec_type = "draft-simple" if engine.default_n_max > 0 else "none"
@@ -343,25 +351,33 @@ class Handler(BaseHTTPRequestHandler):
         result, model = self._run(
             data, prompt, ("max_tokens", "max_completion_tokens", "n_predict")
         )
-        self._json(
-            200,
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "b0-embedded",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "length",
-                        "message": {"role": "assistant", "content": result.text},
-                    }
-                ],
-                "usage": _usage(result),
-                "timings": result.timings(),
-            },
-        )
+        reply: dict[str, Any] = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "b0-embedded",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "length",
+                    "message": {"role": "assistant", "content": result.text},
+                }
+            ],
+            "usage": _usage(result),
+        }
+        if self.server.state.lmstudio_rest and self._lmstudio_path():
+            # LM Studio's REST API: `stats` (seconds) and model/runtime info, no `timings`
+            draft = data.get("draft_model")
+            reply["stats"] = result.lmstudio_stats(draft if isinstance(draft, str) else model)
+            reply["model_info"] = {"arch": "halospec-embedded", "format": "gguf"}
+            reply["runtime"] = {"name": "halospec-embedded", "version": "0"}
+        else:
+            reply["timings"] = result.timings()
+        self._json(200, reply)
+
+    def _lmstudio_path(self) -> bool:
+        return self.path.split("?", 1)[0].startswith("/api/v0/")
 
     def post_text_completion(self, prefixed: bool) -> None:
         data = self._body()
@@ -596,6 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept and ignore speculative.n_max/n_min (like a current llama-server)",
     )
+    p.add_argument(
+        "--lmstudio-rest",
+        action="store_true",
+        help="answer /api/v0/chat/completions as LM Studio's REST API does (stats, no timings)",
+    )
     for cat in CATEGORIES:
         p.add_argument(
             f"--alpha-{cat}", type=float, default=None, help=f"acceptance rate, {cat} prompts"
@@ -655,7 +676,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:
         return 0
     try:
-        state = State(engine, ignore_request_n_max=args.ignore_request_n_max)
+        state = State(
+            engine,
+            ignore_request_n_max=args.ignore_request_n_max,
+            lmstudio_rest=args.lmstudio_rest,
+        )
         try:
             httpd = EmbeddedHTTPServer((args.host, args.port), state)
         except OSError as e:
