@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core.events import StepRow
@@ -42,25 +42,6 @@ from halospec_tui.core.tables import text_table
 from halospec_tui.profile import Profile, parse_mode
 
 EVALUATION_VERSION = 1
-
-
-class EvalStep(Protocol):
-    """What the evaluation reads of a step: a StepRow, or the runner's slim EvalRow."""
-
-    @property
-    def mode(self) -> str: ...
-    @property
-    def step(self) -> int: ...
-    @property
-    def phase(self) -> str: ...
-    @property
-    def draft_length(self) -> int: ...
-    @property
-    def success(self) -> int: ...
-    @property
-    def latency_ms(self) -> float: ...
-    @property
-    def tokens(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +60,9 @@ class EvalRow:
     @classmethod
     def of(cls, r: StepRow) -> EvalRow:
         return cls(r.mode, r.step, r.phase, r.draft_length, r.success, r.latency_ms, r.tokens)
+
+
+EvalStep = StepRow | EvalRow  # what the evaluation reads rows from
 
 
 # --- one run ---------------------------------------------------------------------------------
