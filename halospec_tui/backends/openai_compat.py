@@ -101,6 +101,7 @@ class OpenAICompatBackend:
         self.run_dir: Path | None = None
         self._client: httpx.Client | None = None
         self._poster: Poster | None = None
+        self._direct: dict[str, bool] = {}  # URL -> takes the stdlib path (wire.direct_http)
         self._current_k: int | None = None
         self._notify: Callable[[str, str], None] | None = None
 
@@ -207,7 +208,10 @@ class OpenAICompatBackend:
     def _post(self, url: str, payload: bytes) -> Posted:
         """One timed POST: stdlib keep-alive for plain local http, httpx otherwise."""
         full = url if "://" in url else self.url + url
-        if direct_http(full):
+        direct = self._direct.get(full)
+        if direct is None:  # decided once per URL: proxy settings do not change mid-run
+            direct = self._direct[full] = direct_http(full)
+        if direct:
             return self.poster().post(full, payload)
         t0 = time.perf_counter()
         try:
