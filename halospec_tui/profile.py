@@ -38,6 +38,16 @@ BACKEND_KINDS = (
     "lmstudio",
 )
 DRAFT_CHANNELS = ("auto", "request", "reload", "pool", "restart", "none")
+# the draft channels each backend kind can use; the first is what `auto` means
+KIND_CHANNELS: dict[str, tuple[str, ...]] = {
+    "embedded": ("request", "none"),
+    "openai": ("request", "none"),
+    "llamacpp": ("request", "none"),
+    "lemonade": ("reload", "request", "none"),
+    "llamacpp-managed": ("pool", "restart", "request", "none"),
+    "vllm": ("none", "request"),
+    "lmstudio": ("none", "request"),
+}
 CATEGORIES = ("code", "prose", "math", "json")
 _MODE_RE = re.compile(r"^(fixed_(\d+)|adaptive(:[a-z_]+)?)$")
 
@@ -446,6 +456,12 @@ def _validate(p: Profile) -> None:
             )
     if len(set(p.run.modes)) != len(p.run.modes):
         raise ProfileError("run.modes: expected each mode once")
+    b = p.backend
+    if b.draft_channel != "auto" and b.draft_channel not in KIND_CHANNELS[b.kind]:
+        raise ProfileError(
+            f"backend.draft_channel: {b.kind} supports {', '.join(KIND_CHANNELS[b.kind])} "
+            f"(or auto), got {b.draft_channel!r}"
+        )
     for name in ("latency", "acceptance", "model", "bandit", "heuristic"):
         c = getattr(p.controller, name)
         if c.k_min > c.k_max:

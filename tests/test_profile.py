@@ -63,6 +63,10 @@ def test_shipped_profiles_load(name: str) -> None:
         ("[run]\nmodes = ['turbo']\n", "run.modes[0]: expected fixed_K"),
         ("[run]\nmodes = ['adaptive:magic']\n", "unknown controller 'magic'"),
         ("[backend]\nkind = 'ollama'\n", "backend.kind: expected one of embedded"),
+        (
+            "[backend]\nkind = 'vllm'\ndraft_channel = 'pool'\n",
+            "backend.draft_channel: vllm supports none, request (or auto), got 'pool'",
+        ),
         ("[request]\ntop_p = 1.5\n", "request.top_p: expected a value from 0 to 1, got 1.5"),
         ("[controller.latency]\nk_min = 9\n", "controller.latency.k_min: expected at most k_max"),
         ("run = 3\n", "run: expected a table"),

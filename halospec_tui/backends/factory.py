@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 from halospec_tui.backends.base import Backend
-from halospec_tui.profile import Profile, ProfileError
-
-AUTO_CHANNEL = {
-    "embedded": "request",
-    "openai": "request",
-    "llamacpp": "request",
-    "lemonade": "reload",
-    "llamacpp-managed": "pool",
-    "vllm": "none",
-    "lmstudio": "none",
-}
-ALLOWED_CHANNELS = {
-    "embedded": ("request", "none"),
-    "openai": ("request", "none"),
-    "llamacpp": ("request", "none"),
-    "lemonade": ("reload", "request", "none"),
-    "llamacpp-managed": ("pool", "restart", "request", "none"),
-    "vllm": ("none", "request"),
-    "lmstudio": ("none", "request"),
-}
+from halospec_tui.profile import KIND_CHANNELS, Profile, ProfileError
 
 
 def resolve_channel(profile: Profile) -> str:
+    """The profile's draft channel, `auto` resolved (a loaded profile was checked already;
+    one built in code is checked here)."""
     kind, channel = profile.backend.kind, profile.backend.draft_channel
+    allowed = KIND_CHANNELS[kind]
     if channel == "auto":
-        return AUTO_CHANNEL[kind]
-    if channel not in ALLOWED_CHANNELS[kind]:
+        return allowed[0]
+    if channel not in allowed:
         raise ProfileError(
-            f"backend.draft_channel: {kind} supports {', '.join(ALLOWED_CHANNELS[kind])}, got {channel!r}"
+            f"backend.draft_channel: {kind} supports {', '.join(allowed)} (or auto), got {channel!r}"
         )
     return channel
 
