@@ -128,6 +128,12 @@ def test_aggregate_takes_medians() -> None:
     one = evs[1]["overall"]["modes"]["adaptive:model"]["tokens_per_s"]  # type: ignore[index]
     assert agg["overall"]["modes"]["adaptive:model"]["tokens_per_s"] == pytest.approx(one, rel=1e-3)
     assert agg["segments"][1]["oracle"]["mode"] == "fixed_1"
+    # per-segment numbers are medians over the runs too, not the first run's
+    seg = [e["segments"][0]["modes"]["adaptive:model"]["tokens_per_s"] for e in evs]  # type: ignore[index]
+    assert agg["segments"][0]["modes"]["adaptive:model"]["tokens_per_s"] == pytest.approx(
+        sorted(seg)[1], rel=1e-3
+    )
+    assert seg[0] != pytest.approx(sorted(seg)[1], rel=1e-3)  # so the first run's would fail
     assert agg["oracle_per_run"][0] == {
         "steady": "fixed_4",
         "load": "fixed_1",

@@ -396,7 +396,8 @@ def k_tracking_plots(ev: dict[str, Any], width: int = 100, height: int = 14) -> 
 
 def _median_tree(trees: list[Any]) -> Any:
     """Element-wise median of same-shaped JSON trees (numbers: median of those present;
-    strings: the most common; lists: the first tree's)."""
+    strings: the most common; lists of one length, such as the segments: element by element;
+    lists of different lengths: the first tree's)."""
     present = [t for t in trees if t is not None]
     if not present:
         return None
@@ -404,6 +405,10 @@ def _median_tree(trees: list[Any]) -> Any:
     if isinstance(first, dict):
         keys = list(dict.fromkeys(k for t in present if isinstance(t, dict) for k in t))
         return {k: _median_tree([t.get(k) for t in present if isinstance(t, dict)]) for k in keys}
+    if isinstance(first, list):
+        if all(isinstance(t, list) and len(t) == len(first) for t in present):
+            return [_median_tree([t[i] for t in present]) for i in range(len(first))]
+        return first
     if isinstance(first, bool | str):
         return Counter(present).most_common(1)[0][0]
     if isinstance(first, int | float):
