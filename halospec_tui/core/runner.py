@@ -332,7 +332,20 @@ class Runner:
             # still counts as load for this row
             row_phase = "load" if (self.load is not None and self.load.on) else phase
             self.global_step += 1
-            row = self._row(mode, step, row_phase, k, reply, prompt.id, prompt.category, decision)
+            row = step_row(
+                global_step=self.global_step,
+                step=step,
+                mode=mode,
+                phase=row_phase,
+                k=k,
+                reply=reply,
+                prompt_id=prompt.id,
+                category=prompt.category,
+                decision=decision,
+                load_on=self.load is not None and self.load.on,
+                channel=self.backend.draft_channel,
+                cpu=self._cpu(),
+            )
             rows.append(row)
             self.bus.publish(StepResult(row=row, text=reply.text, reply_json=reply.raw))
             if not reply.success:
@@ -342,32 +355,6 @@ class Runner:
             prev_k = k
             if step < steps:
                 self._sleep(p.run.cooldown_s)
-
-    def _row(
-        self,
-        mode: str,
-        step: int,
-        phase: str,
-        k: int,
-        reply: Reply,
-        prompt_id: str,
-        category: str,
-        decision: Any,
-    ) -> StepRow:
-        return step_row(
-            global_step=self.global_step,
-            step=step,
-            mode=mode,
-            phase=phase,
-            k=k,
-            reply=reply,
-            prompt_id=prompt_id,
-            category=category,
-            decision=decision,
-            load_on=self.load is not None and self.load.on,
-            channel=self.backend.draft_channel,
-            cpu=self._cpu(),
-        )
 
     def _finish_mode(
         self, mode: str, rows: list[StepRow], metrics_before: dict[str, float] | None
