@@ -437,6 +437,29 @@ def test_model_probes_only_when_unsure():
     assert all(i < 100 for i in probes[: len(probes) - 2])  # probes thin out (back-off)
 
 
+def test_model_probes_only_what_it_can_pay_back():
+    """Under heavy CPU load drafting is dear (best k 1, a request at k 2 loses ~20 %): a probe
+    is sent only when its predicted loss is at most what knowing the slope is expected to
+    save until the next probe, and a skipped probe is said in the reason."""
+    heavy = Sim(alpha=0.85, d=10.0, v=3.0, noise=0.2)
+    probes = skipped = 0
+    for seed in range(5):
+        c, rng = new("model"), random.Random(seed)
+        for i in range(120):
+            k_before = c.k
+            d = c.decide()
+            if d.values.get("probe"):
+                probes += 1
+                assert d.values["probe_cost"] <= d.values["probe_budget"]
+                assert 1 <= abs(d.k - k_before) <= 2
+            if "no probe" in d.reason:
+                skipped += 1
+                assert d.values["probe_cost"] > d.values["probe_budget"]
+                assert "probe" not in d.values
+            c.observe((Sim(alpha=0.85, noise=0.15) if i < 40 else heavy).reply(d.k, rng))
+    assert probes > 0 and skipped > 0
+
+
 # --- no oscillation on constant input -------------------------------------------------------
 
 # ABA triples (k returns to its value of two steps before) allowed in 200 constant steps. Each

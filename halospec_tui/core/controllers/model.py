@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import math
 
+from numpy.polynomial.hermite_e import hermegauss
+
 from halospec_tui.core.controllers.base import Observation
 from halospec_tui.core.events import Decision
 from halospec_tui.profile import ModelControllerSettings
@@ -48,6 +50,9 @@ _ALPHA_LO, _ALPHA_HI = 1e-6, 1.0 - 1e-9
 PRIOR_SD = 3.0  # sd of the prior slope, in units of the prior slope itself (a weak prior)
 V_PRIOR_SD = 0.5  # sd of the verify-step prior after a cost shift, in units of itself
 HUBER = 2.5  # step-time residuals count at most this many sds in the cost fit
+_GH = [  # probabilists' Gauss-Hermite nodes and weights (7 points): E[f(Z)], Z ~ N(0, 1)
+    (float(x), float(w) / math.sqrt(2.0 * math.pi)) for x, w in zip(*hermegauss(7), strict=True)
+]
 MAX_PROBE_STEP = 2  # a probe moves k by at most this much (it costs while it informs)
 NOISE_PRIOR, NOISE_PRIOR_WEIGHT = 0.1, 3.0  # step-time noise assumed before data: 10 %, ~3 requests
 
@@ -355,20 +360,65 @@ class ModelController:
         regret, target = max(ends)
         values.update(k_lo=float(k_lo), k_hi=float(k_hi), regret=regret)
         if z > 0 and self.since_probe > self.gap and regret > s.min_gain and target != k:
-            # half-way towards the k that would be best at the worrying end (1..MAX_PROBE_STEP)
-            step = max(1, min(MAX_PROBE_STEP, math.ceil(abs(target - k) / 2)))
-            new = self._clamp(k + (step if target > k else -step))
+            stake = f"best k {k_lo}..{k_hi} within ±{z:g} se, {regret * 100:.1f}% at stake"
+            value = self._evpi(alpha, v, d)
+            budget = value * self.gap
+            new, cost = self._probe_target(target, alpha, v, d, budget)
+            values.update(probe_value=value, probe_budget=budget, probe_cost=cost)
+            if new is None:
+                # under CPU load a larger k can cost a good part of a request: the probe would
+                # lose more than staying could, even for every request until the next probe
+                head += (
+                    f"; {stake}, but a probe costs {cost * 100:.0f}% of a request "
+                    f"> {self.gap} requests × {value * 100:.2f}% expected: no probe"
+                )
+                return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
             self.since_probe = 0
             self._probe_ks = (k, k_star)
             self.k = new
             values["probe"] = 1.0
             return Decision(
-                k=new,
-                reason=f"{note}{head}: best k {k_lo}..{k_hi} within ±{z:g} se, "
-                f"{regret * 100:.1f}% at stake → probe k {k}→{new}",
-                values=values,
+                k=new, reason=f"{note}{head}: {stake} → probe k {k}→{new}", values=values
             )
         return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
+
+    def _probe_target(
+        self, target: int, alpha: float, v: float, d: float, budget: float
+    ) -> tuple[int | None, float]:
+        """The k to probe on the way to `target`, and its predicted cost (the share of one
+        request's throughput it loses under the current estimates).
+
+        Half-way towards the target (one to MAX_PROBE_STEP k), but no farther than a cost
+        the probe can pay back, `budget`: the expected value of knowing the slope exactly
+        (`_evpi`) for each request until the next probe may be sent. None when even a step
+        of one costs more than that."""
+        k = self.k
+        cur = rate(alpha, v, d, k)
+        far = max(1, min(MAX_PROBE_STEP, math.ceil(abs(target - k) / 2)))
+        cost = 0.0
+        for step in range(far, 0, -1):
+            new = self._clamp(k + (step if target > k else -step))
+            cost = 1.0 - rate(alpha, v, d, new) / cur
+            if cost <= budget:
+                return new, cost
+        return None, cost
+
+    def _evpi(self, alpha: float, v: float, d: float) -> float:
+        """Expected gain per request from knowing d exactly: the mean, over d's normal
+        posterior N(d̂, se²) (Gauss-Hermite nodes, the line kept through the data's centre),
+        of how much better the best k for that d does than the current k. Small when the
+        slope is known or when every plausible d keeps the current k best."""
+        fit = self.costs()
+        if fit is None:
+            return 0.0
+        k, se, xb, yb = self.k, fit["se_d"], fit["xb"], fit["yb"]
+        total = 0.0
+        for node, weight in _GH:
+            dd = max(d + node * se, 0.0)
+            vv = max(yb - dd * xb, 1e-9)
+            _, val = best_k(alpha, vv, dd, self.s.k_min, self.s.k_max)
+            total += weight * max(val / rate(alpha, vv, dd, k) - 1.0, 0.0)
+        return total
 
     def _move(
         self,
