@@ -548,6 +548,15 @@ def load(path: str | os.PathLike[str]) -> Profile:
         candidate = p.parent / pf
         if candidate.exists():
             profile.request.prompts_file = str(candidate)
+    if profile.request.prompts_file:
+        # read the suite now, so that a bad one is reported with the profile that names it
+        # and before anything starts (core.prompts imports this module: import it here)
+        from halospec_tui.core.prompts import load_prompts
+
+        try:
+            load_prompts(profile)
+        except ProfileError as e:
+            raise ProfileError(f"{p}: {e}") from None
     return profile
 
 

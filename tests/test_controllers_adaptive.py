@@ -437,6 +437,27 @@ def test_model_probes_only_when_unsure():
     assert all(i < 100 for i in probes[: len(probes) - 2])  # probes thin out (back-off)
 
 
+def test_model_returns_to_the_earlier_cost_regime_when_load_stops():
+    """CPU load on for 80 requests, then off. At k 1 under load the step time falls back by
+    about one sd of its noise when the load stops, too little for the shift screen, and the
+    line through one k keeps the slope measured under load: before, the model could sit at
+    k 1 for 50 requests. It remembers the regime before the load and returns to it (or
+    probes to find out) within a few requests, saying so."""
+    quiet, load = Sim(alpha=0.85, noise=0.03), Sim(alpha=0.85, d=1.5, v=3.2, noise=0.2)
+    assert (quiet.best(), load.best()) == (8, 2)
+    for seed in range(12):
+        c, rng, reasons, ks = new("model"), random.Random(seed), [], []
+        for i in range(150):
+            d = c.decide()
+            ks.append(d.k)
+            reasons.append(d.reason)
+            c.observe((load if 40 <= i < 120 else quiet).reply(d.k, rng))
+        assert sum(ks[60:120]) / 60 < 3.0, ks  # under load: near k 2
+        back = next((i for i in range(120, 150) if ks[i] >= 7), None)
+        assert back is not None and back - 120 <= 10, (seed, ks)
+        assert any("cost back to an earlier regime" in r for r in reasons[120:135]), seed
+
+
 def test_model_probes_only_what_it_can_pay_back():
     """Under heavy CPU load drafting is dear (best k 1, a request at k 2 loses ~20 %): a probe
     is sent only when its predicted loss is at most what knowing the slope is expected to

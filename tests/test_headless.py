@@ -115,6 +115,35 @@ def test_not_toml_exits_2(tmp_path: Path) -> None:
     assert r.returncode == 2 and "not valid TOML" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("suite", "expected"),
+    [
+        (None, "request.prompts_file: cannot read"),
+        ("builtin:nope", "no built-in suite 'nope'"),
+        ('{"id": "a", "prompt": "hi"}\n{"id": "b"\n', "suite.jsonl:2: not valid JSON"),
+        ('{"id": "a", "category": "poetry", "prompt": "hi"}\n', "suite.jsonl:1: category"),
+        ("\n\n", "expected at least one prompt line"),
+    ],
+)
+def test_bad_prompt_suite_exits_2_naming_the_profile(
+    tmp_path: Path, suite: str | None, expected: str
+) -> None:
+    """The suite is read when the profile loads: one line that names the profile and, for a
+    bad line, the suite's file and line number; nothing is started, nothing written."""
+    spec = suite if suite and suite.startswith("builtin:") else "suite.jsonl"
+    if suite is not None and not suite.startswith("builtin:"):
+        (tmp_path / "suite.jsonl").write_text(suite)
+    prof = tmp_path / "p.toml"
+    prof.write_text(f'[request]\nprompts_file = "{spec}"\n')
+    out = tmp_path / "out"
+    r = _run(["--headless", "--profile", str(prof), "--out", str(out)])
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(prof) in lines[0] and expected in lines[0], lines
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
 def test_unreachable_server_exits_3_before_any_mode(tmp_path: Path) -> None:
     prof = tmp_path / "p.toml"
     prof.write_text(

@@ -38,7 +38,9 @@ says why): without counters there is no acceptance to estimate.
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass, field
 
 from numpy.polynomial.hermite_e import hermegauss
 
@@ -55,6 +57,8 @@ _GH = [  # probabilists' Gauss-Hermite nodes and weights (7 points): E[f(Z)], Z 
 ]
 MAX_PROBE_STEP = 2  # a probe moves k by at most this much (it costs while it informs)
 NOISE_PRIOR, NOISE_PRIOR_WEIGHT = 0.1, 3.0  # step-time noise assumed before data: 10 %, ~3 requests
+RETURN_EVIDENCE = math.log(1000.0)  # log-likelihood ratio that brings back an earlier cost regime
+Z_CAP = 6.0  # one step time counts at most this many sds against a regime (heavy tails)
 
 
 def accepted_per_step(alpha: float, k: float) -> float:
@@ -222,6 +226,41 @@ class _Regression:
         }
 
 
+@dataclass
+class CostRegime:
+    """The cost of one regime of the server (idle, or under CPU load, say): the discounted
+    step-time line and the robust scale of its relative residuals (discounted, winsorised,
+    pooled with NOISE_PRIOR_WEIGHT pseudo-residuals of NOISE_PRIOR so that two or three
+    requests that happen to agree do not make a slope look precise)."""
+
+    line: _Regression = field(default_factory=_Regression)
+    rel_w: float = 0.0
+    rel_ss: float = 0.0
+    v_prior: float | None = None  # the verify step's cost before the shift that began it
+
+    def rel_sd(self, floor: float) -> float:
+        ss = self.rel_ss + NOISE_PRIOR_WEIGHT * NOISE_PRIOR**2
+        return max((ss / (self.rel_w + NOISE_PRIOR_WEIGHT)) ** 0.5, floor)
+
+    def fit(self, s: ModelControllerSettings) -> dict[str, float] | None:
+        """v, d (ms), the slope's standard error and the fit's centre; None without data."""
+        rel = self.rel_sd(s.noise_floor)
+        return self.line.fit(s.noise_floor, s.prior_cost_ratio, rel, self.v_prior)
+
+    def log_density(self, x: float, y: float, s: ModelControllerSettings) -> float | None:
+        """Log-likelihood of a step time y at drafted tokens per step x under this regime:
+        normal around the line, its sd the noise (rel_sd × prediction) and the slope's
+        uncertainty at that distance from the data's centre (a regime seen only at k 8
+        knows little of k 1); z capped at Z_CAP."""
+        fit = self.fit(s)
+        if fit is None:
+            return None
+        pred = max(fit["v"] + fit["d"] * x, 1e-9)
+        sd = math.hypot(self.rel_sd(s.noise_floor) * pred, fit["se_d"] * (x - fit["xb"]))
+        z = min(abs(y - pred) / sd, Z_CAP)
+        return -math.log(sd) - 0.5 * z * z
+
+
 class ShiftScreen:
     """Holds back surprising samples until they are confirmed as a shift or refuted.
 
@@ -272,15 +311,15 @@ class ModelController:
         self.warmup_k = self.s.warmup_k
         self.k = self._clamp(self.s.initial_k)
         self.pools: dict[int, list[float]] = {}  # requested k -> [A, S_drafting, D]
-        self.cost = _Regression()
+        self.regime = CostRegime()  # the cost regime the server is in now
+        self.earlier: CostRegime | None = None  # the one before the last cost shift
+        self._return_llr = 0.0  # evidence (CUSUM of log-likelihood ratios) for `earlier`
         self.timing = ""  # "server" (predicted_ms) or "client" (latency)
         self.requests = 0
         self.since_probe = self.s.probe_gap  # a first probe is allowed at once
         self.gap = self.s.probe_gap  # doubles after each probe that changed nothing
         self._probe_ks: tuple[int, int] | None = None  # (k, best k) when a probe was sent
         self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
-        self._rel_w = self._rel_ss = 0.0  # discounted relative residuals² of accepted samples
-        self.v_prior: float | None = None  # the verify step's cost before the last cost shift
         self._acc_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
         self._note = ""  # what the last observation did (failure, no counters, shift)
         self.shifts = 0
@@ -308,16 +347,12 @@ class ModelController:
         return solve_alpha(pools)
 
     def rel_sd(self) -> float:
-        """Relative sd of one request's step time: the discounted, winsorised residuals,
-        pooled with NOISE_PRIOR_WEIGHT pseudo-residuals of NOISE_PRIOR (so that two or three
-        requests that happen to agree do not make a slope look precise); at least the floor."""
-        ss = self._rel_ss + NOISE_PRIOR_WEIGHT * NOISE_PRIOR**2
-        return max((ss / (self._rel_w + NOISE_PRIOR_WEIGHT)) ** 0.5, self.s.noise_floor)
+        """Relative sd of one request's step time in the current regime (at least the floor)."""
+        return self.regime.rel_sd(self.s.noise_floor)
 
     def costs(self) -> dict[str, float] | None:
         """v, d (ms), the slope's standard error and the fit's centre; None without data."""
-        rel = self.rel_sd()
-        return self.cost.fit(self.s.noise_floor, self.s.prior_cost_ratio, rel, self.v_prior)
+        return self.regime.fit(self.s)
 
     # --- decide ----------------------------------------------------------------------
     def decide(self) -> Decision:
@@ -359,9 +394,17 @@ class ModelController:
         (_, k_hi), (_, k_lo) = ends
         regret, target = max(ends)
         values.update(k_lo=float(k_lo), k_hi=float(k_hi), regret=regret)
-        if z > 0 and self.since_probe > self.gap and regret > s.min_gain and target != k:
+        # the questions a probe could answer: where the slope really is, and whether the
+        # server is back in its earlier cost regime (load stopped); the one worth more
+        asks: list[tuple[float, int, str]] = []  # (expected gain per request, target, why)
+        if regret > s.min_gain and target != k:
             stake = f"best k {k_lo}..{k_hi} within ±{z:g} se, {regret * 100:.1f}% at stake"
-            value = self._evpi(alpha, v, d)
+            asks.append((self._evpi(alpha, v, d), target, stake))
+        bet = self._earlier_bet(alpha)
+        if bet is not None and bet[0] > s.min_gain * 0.1 and bet[1] != k:
+            asks.append(bet)
+        if z > 0 and self.since_probe > self.gap and asks:
+            value, target, stake = max(asks)
             budget = value * self.gap
             new, cost = self._probe_target(target, alpha, v, d, budget)
             values.update(probe_value=value, probe_budget=budget, probe_cost=cost)
@@ -382,6 +425,22 @@ class ModelController:
             )
         return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
 
+    def _earlier_bet(self, alpha: float) -> tuple[float, int, str] | None:
+        """What a move to the earlier cost regime's best k would be worth per request: its
+        gain there times the probability that the server is back in it (from the evidence
+        so far, even at RETURN_EVIDENCE), with that k; None without evidence for it."""
+        if self.earlier is None or self._return_llr <= 0.0:
+            return None
+        fit = self.earlier.fit(self.s)
+        if fit is None:
+            return None
+        v, d = fit["v"], fit["d"]
+        kk, val = best_k(alpha, v, d, self.s.k_min, self.s.k_max)
+        p = 1.0 / (1.0 + math.exp(RETURN_EVIDENCE - self._return_llr))
+        gain = val / rate(alpha, v, d, self.k) - 1.0
+        why = f"earlier cost regime p {p * 100:.0f}%, its best k {kk} (+{gain * 100:.0f}%)"
+        return p * gain, kk, why
+
     def _probe_target(
         self, target: int, alpha: float, v: float, d: float, budget: float
     ) -> tuple[int | None, float]:
@@ -389,9 +448,9 @@ class ModelController:
         request's throughput it loses under the current estimates).
 
         Half-way towards the target (one to MAX_PROBE_STEP k), but no farther than a cost
-        the probe can pay back, `budget`: the expected value of knowing the slope exactly
-        (`_evpi`) for each request until the next probe may be sent. None when even a step
-        of one costs more than that."""
+        the probe can pay back, `budget`: the expected value of the answer (`_evpi`,
+        `_earlier_bet`) for each request until the next probe may be sent. None when even a
+        step of one costs more than that."""
         k = self.k
         cur = rate(alpha, v, d, k)
         far = max(1, min(MAX_PROBE_STEP, math.ceil(abs(target - k) / 2)))
@@ -473,10 +532,10 @@ class ModelController:
         if ms is None:
             return
         if self.timing and timing != self.timing:  # the server stopped or started timing
-            self.cost = _Regression()
-            self.v_prior = None
+            self.regime, self.earlier = CostRegime(), None
         self.timing = timing
         x, y = drafted / total, ms / total
+        self._maybe_return(x, y)
         fit = self.costs()
         z, clipped = None, None
         sample: tuple[float, float, float] = (x, y, math.nan)
@@ -486,7 +545,7 @@ class ModelController:
             sample = (x, y, rel)
             # a fit that rests on the prior slope cannot judge a request at another k
             known = fit["identified"] or abs(x - fit["xb"]) < 0.5
-            if self._rel_w >= 3.0 and known:
+            if self.regime.rel_w >= 3.0 and known:
                 scale = self.rel_sd()
                 z = rel / scale
                 # Huber: no request moves the line by more than HUBER sds (latency spikes
@@ -500,6 +559,27 @@ class ModelController:
         self._apply(
             self._cost_screen.push(z, sample, clipped), self._add_cost, "cost", keep_after=False
         )
+
+    def _maybe_return(self, x: float, y: float) -> None:
+        """Bring back the earlier cost regime once the step times favour it over the current
+        one by RETURN_EVIDENCE (a CUSUM of log-likelihood ratios, so a run of two or three
+        clear requests suffices while scattered lucky ones do not). When CPU load stops,
+        the step time at a small k falls back by a fraction of its noise under load: too
+        little for the shift screen, and the line through one k would follow it while still
+        holding the slope measured under load; the earlier regime recognises it at once."""
+        if self.earlier is None or self.regime.rel_w < 3.0:  # judge by its own noise only
+            return
+        back, now = self.earlier.log_density(x, y, self.s), self.regime.log_density(x, y, self.s)
+        if back is None or now is None:
+            return
+        self._return_llr = max(0.0, self._return_llr + back - now)
+        if self._return_llr < RETURN_EVIDENCE:
+            return
+        self.regime, self.earlier, self._return_llr = self.earlier, self.regime, 0.0
+        self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
+        self.shifts += 1
+        self.gap, self.since_probe = self.s.probe_gap, 0
+        self._note = (f"{self._note}; " if self._note else "") + "cost back to an earlier regime"
 
     def _apply(
         self, pushed: tuple[list, bool, list], add, what: str, keep_after: bool = True
@@ -527,25 +607,29 @@ class ModelController:
 
     def _add_cost(self, sample: tuple[float, float, float]) -> None:
         x, y, rel = sample
-        g = self.s.discount
-        self.cost.scale(g)
-        self.cost.add(x, y)
+        g, r = self.s.discount, self.regime
+        r.line.scale(g)
+        r.line.add(x, y)
         if math.isfinite(rel):  # the noise scale that the next residuals are judged by,
             # winsorised at 3 scales so that a transition's misfits do not inflate it
-            if self._rel_w >= 3.0:
+            if r.rel_w >= 3.0:
                 cap = 3.0 * self.rel_sd()
                 rel = max(-cap, min(cap, rel))
-            self._rel_w = g * self._rel_w + 1.0
-            self._rel_ss = g * self._rel_ss + rel * rel
+            r.rel_w = g * r.rel_w + 1.0
+            r.rel_ss = g * r.rel_ss + rel * rel
 
     def _shift(self, what: str) -> None:
         keep = self.s.change_keep
         if what == "cost":
             fit = self.costs()
+            # remembered: load that stops brings the server back to where it was
+            self.earlier, self._return_llr = copy.deepcopy(self.regime), 0.0
             # a verify step costs something: a fit that put it near zero is no prior
             plausible = fit is not None and fit["v"] > 0.1 * fit["yb"]
-            self.v_prior = fit["v"] if plausible else None  # type: ignore[index]
-            self.cost.scale(keep)
+            self.regime.v_prior = fit["v"] if plausible else None  # type: ignore[index]
+            self.regime.line.scale(keep)
+            # and its noise is the new regime's to learn (load makes step times 5-10x noisier)
+            self.regime.rel_w = self.regime.rel_ss = 0.0
         else:
             for pool in self.pools.values():
                 pool[0] *= keep
