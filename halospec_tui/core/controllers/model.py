@@ -399,7 +399,7 @@ class ModelController:
         asks: list[tuple[float, int, str]] = []  # (expected gain per request, target, why)
         if regret > s.min_gain and target != k:
             stake = f"best k {k_lo}..{k_hi} within ±{z:g} se, {regret * 100:.1f}% at stake"
-            asks.append((self._evpi(alpha, v, d), target, stake))
+            asks.append((self._evpi(alpha, fit), target, stake))
         bet = self._earlier_bet(alpha)
         if bet is not None and bet[0] > s.min_gain * 0.1 and bet[1] != k:
             asks.append(bet)
@@ -462,15 +462,12 @@ class ModelController:
                 return new, cost
         return None, cost
 
-    def _evpi(self, alpha: float, v: float, d: float) -> float:
+    def _evpi(self, alpha: float, fit: dict[str, float]) -> float:
         """Expected gain per request from knowing d exactly: the mean, over d's normal
         posterior N(d̂, se²) (Gauss-Hermite nodes, the line kept through the data's centre),
         of how much better the best k for that d does than the current k. Small when the
         slope is known or when every plausible d keeps the current k best."""
-        fit = self.costs()
-        if fit is None:
-            return 0.0
-        k, se, xb, yb = self.k, fit["se_d"], fit["xb"], fit["yb"]
+        k, d, se, xb, yb = self.k, fit["d"], fit["se_d"], fit["xb"], fit["yb"]
         total = 0.0
         for node, weight in _GH:
             dd = max(d + node * se, 0.0)
