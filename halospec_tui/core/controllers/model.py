@@ -160,6 +160,21 @@ class _Regression:
         self.wyy += y * y
         self.w2 += 1.0
 
+    def without(self, x: float, y: float, f: float) -> _Regression | None:
+        """The line as it was before ``scale(f); add(x, y)``; None if nothing was left."""
+        if f <= 0.0 or self.w - 1.0 <= 1e-9:
+            return None
+        r = copy.copy(self)
+        r.w -= 1.0
+        r.wx -= x
+        r.wy -= y
+        r.wxx -= x * x
+        r.wxy -= x * y
+        r.wyy -= y * y
+        r.w2 -= 1.0
+        r.scale(1.0 / f)
+        return r
+
     @property
     def n_eff(self) -> float:
         return self.w * self.w / self.w2 if self.w2 > 0 else 0.0
@@ -237,6 +252,7 @@ class CostRegime:
     rel_w: float = 0.0
     rel_ss: float = 0.0
     v_prior: float | None = None  # the verify step's cost before the shift that began it
+    last: tuple[float, float, float] | None = None  # the last request added: x, y, discount
 
     def rel_sd(self, floor: float) -> float:
         ss = self.rel_ss + NOISE_PRIOR_WEIGHT * NOISE_PRIOR**2
@@ -246,6 +262,16 @@ class CostRegime:
         """v, d (ms), the slope's standard error and the fit's centre; None without data."""
         rel = self.rel_sd(s.noise_floor)
         return self.line.fit(s.noise_floor, s.prior_cost_ratio, rel, self.v_prior)
+
+    def fit_without_last(self, s: ModelControllerSettings) -> dict[str, float] | None:
+        """The fit as it was before the last request; None if that left no data."""
+        if self.last is None:
+            return None
+        line = self.line.without(*self.last)
+        if line is None:
+            return None
+        rel = self.rel_sd(s.noise_floor)
+        return line.fit(s.noise_floor, s.prior_cost_ratio, rel, self.v_prior)
 
     def log_density(self, x: float, y: float, s: ModelControllerSettings) -> float | None:
         """Log-likelihood of a step time y at drafted tokens per step x under this regime:
@@ -311,6 +337,7 @@ class ModelController:
         self.warmup_k = self.s.warmup_k
         self.k = self._clamp(self.s.initial_k)
         self.pools: dict[int, list[float]] = {}  # requested k -> [A, S_drafting, D]
+        self._alpha_memo: tuple[tuple[tuple[float, float, float], ...], float | None] | None = None
         self.regime = CostRegime()  # the cost regime the server is in now
         self.earlier: CostRegime | None = None  # the one before the last cost shift
         self._return_llr = 0.0  # evidence (CUSUM of log-likelihood ratios) for `earlier`
@@ -322,6 +349,7 @@ class ModelController:
         self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
         self._acc_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
         self._note = ""  # what the last observation did (failure, no counters, shift)
+        self._held = False  # the last decision held a move back for one more request
         self.shifts = 0
 
     def _clamp(self, k: int) -> int:
@@ -332,6 +360,15 @@ class ModelController:
 
     # --- estimates -------------------------------------------------------------------
     def alpha(self) -> float | None:
+        # decide() and observe() both ask between two changes of the pools: solve once
+        key = tuple((a, s, d) for a, s, d in self.pools.values())
+        if self._alpha_memo is not None and self._alpha_memo[0] == key:
+            return self._alpha_memo[1]
+        value = self._solve_alpha()
+        self._alpha_memo = (key, value)
+        return value
+
+    def _solve_alpha(self) -> float | None:
         pools = [(a, s, d / s) for a, s, d in self.pools.values() if s > 1e-9]
         if self.s.prior_steps > 0:
             k0 = float(self._clamp(self.s.initial_k))
@@ -381,7 +418,19 @@ class ModelController:
             self.gap = s.probe_gap if moved else min(self.gap * 2, 256)
             self._probe_ks = None
         if k_star != k and best_val >= cur_val * (1.0 + s.min_gain):
+            k_loo = self._without_last(alpha, k_star)
+            if k_loo is not None:
+                values["k_without_last"] = float(k_loo)
+                return Decision(
+                    k=k,
+                    reason=(
+                        f"{note}{head}: best k {k_star}, but without the last request "
+                        f"best k {k_loo} → keep k {k} for one more request"
+                    ),
+                    values=values,
+                )
             return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
+        self._held = False
         # the choice with d at either end of its uncertainty band (the line kept through the
         # data's centre), and what staying at k would lose if that end were the truth
         z = s.probe_z
@@ -424,6 +473,25 @@ class ModelController:
                 k=new, reason=f"{note}{head}: {stake} → probe k {k}→{new}", values=values
             )
         return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
+
+    def _without_last(self, alpha: float, k_star: int) -> int | None:
+        """The best k without the last request, when a jump of two or more k to `k_star`
+        rests on that request alone (without it the best k would be within one of k);
+        else None. One request can be a latency spike (5-10 % noise, heavy tails), and when
+        the data sit at one k, one request at another k sets the slope: it once sent k from
+        6 to 1. Such a move waits for one more request at the same k, once."""
+        k = self.k
+        if self._held or abs(k_star - k) < 2:
+            self._held = False
+            return None
+        fit = self.regime.fit_without_last(self.s)
+        if fit is None or not fit["identified"]:
+            return None
+        k_loo, _ = best_k(alpha, fit["v"], fit["d"], self.s.k_min, self.s.k_max)
+        if abs(k_loo - k) > 1:
+            return None
+        self._held = True
+        return k_loo
 
     def _earlier_bet(self, alpha: float) -> tuple[float, int, str] | None:
         """What a move to the earlier cost regime's best k would be worth per request: its
@@ -607,6 +675,7 @@ class ModelController:
         g, r = self.s.discount, self.regime
         r.line.scale(g)
         r.line.add(x, y)
+        r.last = (x, y, g)
         if math.isfinite(rel):  # the noise scale that the next residuals are judged by,
             # winsorised at 3 scales so that a transition's misfits do not inflate it
             if r.rel_w >= 3.0:
@@ -625,6 +694,7 @@ class ModelController:
             plausible = fit is not None and fit["v"] > 0.1 * fit["yb"]
             self.regime.v_prior = fit["v"] if plausible else None  # type: ignore[index]
             self.regime.line.scale(keep)
+            self.regime.last = None
             # and its noise is the new regime's to learn (load makes step times 5-10x noisier)
             self.regime.rel_w = self.regime.rel_ss = 0.0
         else:
