@@ -17,7 +17,6 @@ overhead: the replay does not time it) and the share of steps at each k.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections import Counter
 from pathlib import Path
@@ -25,40 +24,19 @@ from pathlib import Path
 from halospec_tui import profile as profile_mod
 from halospec_tui.core.controllers import make_controller
 from halospec_tui.core.controllers.base import Observation
+from halospec_tui.core.evaluate import tokens_per_s
+from halospec_tui.core.events import StepRow
+from halospec_tui.core.results import ResultsFileError, load_rows
 
-Trace = dict[tuple[int, int], dict[str, str]]  # (k, step) -> results.csv row of fixed_k
+Trace = dict[tuple[int, int], StepRow]  # (k, step) -> the results.csv row of fixed_k
 
 
 def load_trace(run_dir: Path) -> Trace:
-    rows = csv.DictReader((run_dir / "results.csv").open(newline=""))
     return {
-        (int(r["mode"][6:]), int(r["step"])): r
-        for r in rows
-        if r["mode"].startswith("fixed_") and r["success"] == "1"
+        (r.draft_length, r.step): r
+        for r in load_rows(run_dir / "results.csv")
+        if r.mode.startswith("fixed_") and r.success
     }
-
-
-def _num(x: str, kind: type = float):  # type: ignore[no-untyped-def]
-    return kind(float(x)) if x not in ("", None) else None
-
-
-def observation(k: int, r: dict[str, str]) -> Observation:
-    return Observation(
-        k=k,
-        success=True,
-        latency_ms=float(r["latency_ms"]),
-        tokens=int(r["tokens"]),
-        draft_n=_num(r["draft_n"], int),
-        draft_n_accepted=_num(r["draft_n_accepted"], int),
-        predicted_n=_num(r["predicted_n"], int),
-        predicted_ms=_num(r["predicted_ms"]),
-        prompt_ms=_num(r["prompt_ms"]),
-        category=r["category"],
-    )
-
-
-def tokens_per_s(rows: list[dict[str, str]]) -> float:
-    return sum(int(r["tokens"]) for r in rows) / sum(float(r["latency_ms"]) for r in rows) * 1e3
 
 
 def replay(trace: Trace, controller: str, settings: Path) -> tuple[float, list[int]]:
@@ -71,9 +49,11 @@ def replay(trace: Trace, controller: str, settings: Path) -> tuple[float, list[i
     for s in steps:
         k = min(max(ctl.decide().k, ks_fixed[0]), ks_fixed[-1])
         played.append(k)
-        ctl.observe(observation(k, trace[(k, s)]))
-    best = max(tokens_per_s([trace[(k, s)] for s in steps]) for k in ks_fixed)
-    return tokens_per_s([trace[(k, s)] for k, s in zip(played, steps, strict=True)]) / best, played
+        row = trace[(k, s)]
+        ctl.observe(Observation.of(k, row, row.category))
+    best = max(tokens_per_s([trace[(k, s)] for s in steps]) or 0.0 for k in ks_fixed)
+    mine = tokens_per_s([trace[(k, s)] for k, s in zip(played, steps, strict=True)]) or 0.0
+    return mine / best, played
 
 
 def main() -> int:
@@ -83,10 +63,12 @@ def main() -> int:
     a = ap.parse_args()
     ratios = []
     for run in a.runs:
-        if not (run / "results.csv").is_file():
-            print(f"replay_controller: {run}: no results.csv (expected an evaluate run folder)")
+        try:
+            trace = load_trace(run)
+        except ResultsFileError as e:
+            print(f"replay_controller: {e} (expected an evaluate run folder)")
             return 2
-        ratio, played = replay(load_trace(run), a.controller, run / "profile.toml")
+        ratio, played = replay(trace, a.controller, run / "profile.toml")
         ratios.append(ratio)
         share = Counter(played)
         ks = " ".join(f"k{k} {share[k] / len(played):.0%}" for k in sorted(share))

@@ -68,7 +68,8 @@ EvalStep = StepRow | EvalRow  # what the evaluation reads rows from
 # --- one run ---------------------------------------------------------------------------------
 
 
-def _tps(rows: Sequence[EvalStep], extra_ms: float = 0.0) -> float | None:
+def tokens_per_s(rows: Sequence[EvalStep], extra_ms: float = 0.0) -> float | None:
+    """Completion tokens per second of client latency over the successful rows (plus extra_ms)."""
     ok = [r for r in rows if r.success and r.latency_ms > 0 and math.isfinite(r.latency_ms)]
     ms = sum(r.latency_ms for r in ok) + extra_ms
     return sum(int(r.tokens) for r in ok) / (ms / 1000.0) if ok and ms > 0 else None
@@ -155,8 +156,8 @@ def evaluation_for_run(
         ctl = overhead.get(mode) or []
         overall_modes[mode] = {
             "steps": len(rs),
-            "tokens_per_s": _r(_tps(rs), 3),
-            "tokens_per_s_with_overhead": _r(_tps(rs, overhead_ms(mode)), 3),
+            "tokens_per_s": _r(tokens_per_s(rs), 3),
+            "tokens_per_s_with_overhead": _r(tokens_per_s(rs, overhead_ms(mode)), 3),
             "controller_ms_per_step": _r(sum(ctl) / len(ctl), 4) if ctl else None,
             "p50_ms": _lat(rs, 50.0),
             "p95_ms": _lat(rs, 95.0),
@@ -196,8 +197,8 @@ def evaluation_for_run(
             ks = [int(r.draft_length) for r in rs]
             stats[mode] = {
                 "steps": len(rs),
-                "tokens_per_s": _r(_tps(rs), 3),
-                "tokens_per_s_settled": _r(_tps(tail), 3),
+                "tokens_per_s": _r(tokens_per_s(rs), 3),
+                "tokens_per_s_settled": _r(tokens_per_s(tail), 3),
                 "p50_ms": _lat(rs, 50.0),
                 "p95_ms": _lat(rs, 95.0),
                 "k_mean": _r(statistics.fmean(ks), 3) if ks else None,
@@ -230,7 +231,7 @@ def evaluation_for_run(
         segments.append(seg)
 
     bf_tps = overall_modes[best_fixed]["tokens_per_s_with_overhead"] if best_fixed else None
-    oracle_tps = _tps(oracle_rows) if oracle_rows else None
+    oracle_tps = tokens_per_s(oracle_rows) if oracle_rows else None
     for mode in order:
         t = overall_modes[mode]["tokens_per_s_with_overhead"]
         overall_modes[mode]["ratio_best_fixed"] = _r(_ratio(t, bf_tps))
