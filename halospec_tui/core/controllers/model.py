@@ -260,18 +260,17 @@ class CostRegime:
 
     def fit(self, s: ModelControllerSettings) -> dict[str, float] | None:
         """v, d (ms), the slope's standard error and the fit's centre; None without data."""
-        rel = self.rel_sd(s.noise_floor)
-        return self.line.fit(s.noise_floor, s.prior_cost_ratio, rel, self.v_prior)
+        return self._fit(self.line, s)
+
+    def _fit(self, line: _Regression, s: ModelControllerSettings) -> dict[str, float] | None:
+        return line.fit(s.noise_floor, s.prior_cost_ratio, self.rel_sd(s.noise_floor), self.v_prior)
 
     def fit_without_last(self, s: ModelControllerSettings) -> dict[str, float] | None:
         """The fit as it was before the last request; None if that left no data."""
         if self.last is None:
             return None
         line = self.line.without(*self.last)
-        if line is None:
-            return None
-        rel = self.rel_sd(s.noise_floor)
-        return line.fit(s.noise_floor, s.prior_cost_ratio, rel, self.v_prior)
+        return None if line is None else self._fit(line, s)
 
     def log_density(self, x: float, y: float, s: ModelControllerSettings) -> float | None:
         """Log-likelihood of a step time y at drafted tokens per step x under this regime:
@@ -394,6 +393,7 @@ class ModelController:
     # --- decide ----------------------------------------------------------------------
     def decide(self) -> Decision:
         s, k = self.s, self.k
+        held_before, self._held = self._held, False  # a move is held back once, not twice
         alpha, fit = self.alpha(), self.costs()
         values: dict[str, float | None] = {"alpha": alpha, "requests": float(self.requests)}
         note = f"{self._note}; " if self._note else ""
@@ -418,7 +418,7 @@ class ModelController:
             self.gap = s.probe_gap if moved else min(self.gap * 2, 256)
             self._probe_ks = None
         if k_star != k and best_val >= cur_val * (1.0 + s.min_gain):
-            k_loo = self._without_last(alpha, k_star)
+            k_loo = None if held_before else self._without_last(alpha, k_star)
             if k_loo is not None:
                 values["k_without_last"] = float(k_loo)
                 return Decision(
@@ -430,7 +430,6 @@ class ModelController:
                     values=values,
                 )
             return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
-        self._held = False
         # the choice with d at either end of its uncertainty band (the line kept through the
         # data's centre), and what staying at k would lose if that end were the truth
         z = s.probe_z
@@ -481,8 +480,7 @@ class ModelController:
         the data sit at one k, one request at another k sets the slope: it once sent k from
         6 to 1. Such a move waits for one more request at the same k, once."""
         k = self.k
-        if self._held or abs(k_star - k) < 2:
-            self._held = False
+        if abs(k_star - k) < 2:
             return None
         fit = self.regime.fit_without_last(self.s)
         if fit is None or not fit["identified"]:
