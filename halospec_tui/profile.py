@@ -196,7 +196,7 @@ class ModelControllerSettings:
     warmup_k: int = _setting(4, lo=1, hi=64)
     k_min: int = _setting(1, lo=1, hi=64)
     k_max: int = _setting(8, lo=1, hi=64)
-    discount: float = _setting(0.9, lo=0.0, hi=1.0, doc="weight kept per request on older data")
+    discount: float = _setting(0.95, lo=0.0, hi=1.0, doc="weight kept per request on older data")
     prior_alpha: float = _setting(0.7, lo=0.01, hi=0.99, doc="acceptance before any counters")
     prior_steps: float = _setting(4.0, lo=0.0, hi=1e6, doc="verify steps' worth of prior_alpha")
     prior_cost_ratio: float = _setting(

@@ -58,6 +58,7 @@ _GH = [  # probabilists' Gauss-Hermite nodes and weights (7 points): E[f(Z)], Z 
 MAX_PROBE_STEP = 2  # a probe moves k by at most this much (it costs while it informs)
 NOISE_PRIOR, NOISE_PRIOR_WEIGHT = 0.1, 3.0  # step-time noise assumed before data: 10 %, ~3 requests
 RETURN_EVIDENCE = math.log(1000.0)  # log-likelihood ratio that brings back an earlier cost regime
+MAX_EARLIER = 3  # cost regimes remembered (idle, and a load that changed level, say)
 Z_CAP = 6.0  # one step time counts at most this many sds against a regime (heavy tails)
 
 
@@ -253,6 +254,7 @@ class CostRegime:
     rel_ss: float = 0.0
     v_prior: float | None = None  # the verify step's cost before the shift that began it
     last: tuple[float, float, float] | None = None  # the last request added: x, y, discount
+    return_llr: float = 0.0  # once left: evidence (CUSUM of log-likelihood ratios) it is back
 
     def rel_sd(self, floor: float) -> float:
         ss = self.rel_ss + NOISE_PRIOR_WEIGHT * NOISE_PRIOR**2
@@ -338,8 +340,7 @@ class ModelController:
         self.pools: dict[int, list[float]] = {}  # requested k -> [A, S_drafting, D]
         self._alpha_memo: tuple[tuple[tuple[float, float, float], ...], float | None] | None = None
         self.regime = CostRegime()  # the cost regime the server is in now
-        self.earlier: CostRegime | None = None  # the one before the last cost shift
-        self._return_llr = 0.0  # evidence (CUSUM of log-likelihood ratios) for `earlier`
+        self.earlier: list[CostRegime] = []  # the ones before it, the latest first
         self.timing = ""  # "server" (predicted_ms) or "client" (latency)
         self.requests = 0
         self.since_probe = self.s.probe_gap  # a first probe is allowed at once
@@ -492,20 +493,22 @@ class ModelController:
         return k_loo
 
     def _earlier_bet(self, alpha: float) -> tuple[float, int, str] | None:
-        """What a move to the earlier cost regime's best k would be worth per request: its
+        """What a move to an earlier cost regime's best k would be worth per request: its
         gain there times the probability that the server is back in it (from the evidence
-        so far, even at RETURN_EVIDENCE), with that k; None without evidence for it."""
-        if self.earlier is None or self._return_llr <= 0.0:
-            return None
-        fit = self.earlier.fit(self.s)
-        if fit is None:
-            return None
-        v, d = fit["v"], fit["d"]
-        kk, val = best_k(alpha, v, d, self.s.k_min, self.s.k_max)
-        p = 1.0 / (1.0 + math.exp(RETURN_EVIDENCE - self._return_llr))
-        gain = val / rate(alpha, v, d, self.k) - 1.0
-        why = f"earlier cost regime p {p * 100:.0f}%, its best k {kk} (+{gain * 100:.0f}%)"
-        return p * gain, kk, why
+        so far, even at RETURN_EVIDENCE), with that k; the remembered regime worth most,
+        None without evidence for any."""
+        bets = []
+        for regime in self.earlier:
+            fit = regime.fit(self.s) if regime.return_llr > 0.0 else None
+            if fit is None:
+                continue
+            ev, ed = fit["v"], fit["d"]
+            kk, val = best_k(alpha, ev, ed, self.s.k_min, self.s.k_max)
+            p = 1.0 / (1.0 + math.exp(RETURN_EVIDENCE - regime.return_llr))
+            gain = val / rate(alpha, ev, ed, self.k) - 1.0
+            why = f"earlier cost regime p {p * 100:.0f}%, its best k {kk} (+{gain * 100:.0f}%)"
+            bets.append((p * gain, kk, why))
+        return max(bets) if bets else None
 
     def _probe_target(
         self, target: int, alpha: float, v: float, d: float, budget: float
@@ -595,7 +598,7 @@ class ModelController:
         if ms is None:
             return
         if self.timing and timing != self.timing:  # the server stopped or started timing
-            self.regime, self.earlier = CostRegime(), None
+            self.regime, self.earlier = CostRegime(), []
         self.timing = timing
         x, y = drafted / total, ms / total
         self._maybe_return(x, y)
@@ -624,25 +627,40 @@ class ModelController:
         )
 
     def _maybe_return(self, x: float, y: float) -> None:
-        """Bring back the earlier cost regime once the step times favour it over the current
-        one by RETURN_EVIDENCE (a CUSUM of log-likelihood ratios, so a run of two or three
-        clear requests suffices while scattered lucky ones do not). When CPU load stops,
-        the step time at a small k falls back by a fraction of its noise under load: too
-        little for the shift screen, and the line through one k would follow it while still
-        holding the slope measured under load; the earlier regime recognises it at once."""
-        if self.earlier is None or self.regime.rel_w < 3.0:  # judge by its own noise only
+        """Bring back an earlier cost regime once the step times favour it over the current
+        one by RETURN_EVIDENCE (a CUSUM of log-likelihood ratios per remembered regime, so a
+        run of two or three clear requests suffices while scattered lucky ones do not). When
+        CPU load stops, the step time at a small k falls back by a fraction of its noise
+        under load: too little for the shift screen, and the line through one k would follow
+        it while still holding the slope measured under load; the earlier regime recognises
+        it at once. Several are remembered: load that changes level on the way (a second
+        shift) must not make the controller forget the quiet server."""
+        if not self.earlier or self.regime.rel_w < 3.0:  # judge by its own noise only
             return
-        back, now = self.earlier.log_density(x, y, self.s), self.regime.log_density(x, y, self.s)
-        if back is None or now is None:
+        now = self.regime.log_density(x, y, self.s)
+        if now is None:
             return
-        self._return_llr = max(0.0, self._return_llr + back - now)
-        if self._return_llr < RETURN_EVIDENCE:
+        for regime in self.earlier:
+            back = regime.log_density(x, y, self.s)
+            if back is not None:
+                regime.return_llr = max(0.0, regime.return_llr + back - now)
+        found = max(self.earlier, key=lambda r: r.return_llr)
+        if found.return_llr < RETURN_EVIDENCE:
             return
-        self.regime, self.earlier, self._return_llr = self.earlier, self.regime, 0.0
+        self.earlier.remove(found)
+        self._remember(self.regime)
+        self.regime = found
         self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
         self.shifts += 1
         self.gap, self.since_probe = self.s.probe_gap, 0
         self._note = (f"{self._note}; " if self._note else "") + "cost back to an earlier regime"
+
+    def _remember(self, regime: CostRegime) -> None:
+        """Keep `regime` as the latest earlier one; every remembered regime's evidence starts
+        again (it was gathered against the regime being left)."""
+        self.earlier = [regime, *self.earlier][:MAX_EARLIER]
+        for r in self.earlier:
+            r.return_llr = 0.0
 
     def _apply(
         self, pushed: tuple[list, bool, list], add, what: str, keep_after: bool = True
@@ -687,7 +705,7 @@ class ModelController:
         if what == "cost":
             fit = self.costs()
             # remembered: load that stops brings the server back to where it was
-            self.earlier, self._return_llr = copy.deepcopy(self.regime), 0.0
+            self._remember(copy.deepcopy(self.regime))
             # a verify step costs something: a fit that put it near zero is no prior
             plausible = fit is not None and fit["v"] > 0.1 * fit["yb"]
             self.regime.v_prior = fit["v"] if plausible else None  # type: ignore[index]
