@@ -98,14 +98,19 @@ class Sim:
 Schedule = Callable[[int], Sim]  # step (0-based) -> environment
 
 
-def drive(ctl, schedule: Schedule, steps: int, seed: int = 0) -> list[int]:
-    """Run a controller against the simulator; returns the k of every step."""
+def drive(
+    ctl, schedule: Schedule, steps: int, seed: int = 0, reasons: list[str] | None = None
+) -> list[int]:
+    """Run a controller against the simulator; returns the k of every step (and appends
+    every decision's reason to `reasons` if given)."""
     rng = random.Random(seed)
     ks = []
     for i in range(steps):
-        k = ctl.decide().k
-        ks.append(k)
-        ctl.observe(schedule(i).reply(k, rng))
+        decision = ctl.decide()
+        ks.append(decision.k)
+        if reasons is not None:
+            reasons.append(decision.reason)
+        ctl.observe(schedule(i).reply(decision.k, rng))
     return ks
 
 
@@ -446,12 +451,8 @@ def test_model_returns_to_the_earlier_cost_regime_when_load_stops():
     quiet, load = Sim(alpha=0.85, noise=0.03), Sim(alpha=0.85, d=1.5, v=3.2, noise=0.2)
     assert (quiet.best(), load.best()) == (8, 2)
     for seed in range(12):
-        c, rng, reasons, ks = new("model"), random.Random(seed), [], []
-        for i in range(150):
-            d = c.decide()
-            ks.append(d.k)
-            reasons.append(d.reason)
-            c.observe((load if 40 <= i < 120 else quiet).reply(d.k, rng))
+        reasons: list[str] = []
+        ks = drive(new("model"), lambda i: load if 40 <= i < 120 else quiet, 150, seed, reasons)
         assert sum(ks[60:120]) / 60 < 3.0, ks  # under load: near k 2
         back = next((i for i in range(120, 150) if ks[i] >= 7), None)
         assert back is not None and back - 120 <= 10, (seed, ks)
@@ -467,14 +468,13 @@ def test_model_remembers_the_quiet_regime_through_two_load_levels():
     light = Sim(alpha=0.85, d=1.5, v=3.2, noise=0.2)
     heavy = Sim(alpha=0.85, d=4.0, v=6.0, noise=0.2)
     assert (quiet.best(), light.best(), heavy.best()) == (8, 2, 1)
+
+    def schedule(i: int) -> Sim:
+        return light if 40 <= i < 80 else heavy if 80 <= i < 130 else quiet
+
     for seed in range(12):
-        c, rng, reasons, ks = new("model"), random.Random(seed), [], []
-        for i in range(160):
-            d = c.decide()
-            ks.append(d.k)
-            reasons.append(d.reason)
-            sim = light if 40 <= i < 80 else heavy if 80 <= i < 130 else quiet
-            c.observe(sim.reply(d.k, rng))
+        c, reasons = new("model"), []
+        ks = drive(c, schedule, 160, seed, reasons)
         assert c.shifts >= 2, seed
         back = next((i for i in range(130, 160) if ks[i] >= 7), None)
         assert back is not None and back - 130 <= 12, (seed, ks[120:])
