@@ -10,13 +10,16 @@ live evaluation goes into docs/results.md.
     python benchmarks/replay_controller.py RUN_DIR... [--controller model]
 
 RUN_DIR: a `halospec-tui evaluate --out DIR` run folder (with results.csv), e.g.
-DIR/run-1 (its profile.toml sets the controller up). Prints, per run, the whole-run tokens/s over the best fixed k (no controller
-overhead: the replay does not time it) and the share of steps at each k.
+DIR/run-1 (its profile.toml sets the controller up). Prints, per run, the whole-run tokens/s
+over the best fixed k (no controller overhead: the replay does not time it), each phase's
+settled tokens/s over that phase's oracle fixed k (scored by the evaluation's own code, so
+the same segments and settling as `evaluate`), and the share of steps at each k.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,7 +27,7 @@ from pathlib import Path
 from halospec_tui import profile as profile_mod
 from halospec_tui.core.controllers import make_controller
 from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.evaluate import tokens_per_s
+from halospec_tui.core.evaluate import evaluation_for_run
 from halospec_tui.core.events import StepRow
 from halospec_tui.core.results import ResultsFileError, load_rows
 
@@ -39,21 +42,29 @@ def load_trace(run_dir: Path) -> Trace:
     }
 
 
-def replay(trace: Trace, controller: str, settings: Path) -> tuple[float, list[int]]:
-    """(tokens/s over the best fixed k's, the k played at each step), the controller set up
-    from the run's profile.toml (its settings as the run had them)."""
+def replay(
+    trace: Trace, controller: str, settings: Path
+) -> tuple[float, dict[str, float], list[int]]:
+    """(tokens/s over the best fixed k's, each phase's settled ratio to its oracle, the k
+    played at each step), the controller set up from the run's profile.toml (its settings as
+    the run had them). Only steps where every fixed k succeeded count, for every mode."""
     ks_fixed = sorted({k for k, _ in trace})
     steps = sorted({s for _, s in trace if all((k, s) in trace for k in ks_fixed)})
-    ctl = make_controller(f"adaptive:{controller}", profile_mod.load(settings))
+    prof = profile_mod.load(settings)
+    mode = f"adaptive:{controller}"
+    ctl = make_controller(mode, prof)
     played: list[int] = []
+    rows = [trace[(k, s)] for k in ks_fixed for s in steps]
     for s in steps:
         k = min(max(ctl.decide().k, ks_fixed[0]), ks_fixed[-1])
         played.append(k)
         row = trace[(k, s)]
         ctl.observe(Observation.of(k, row, row.category))
-    best = max(tokens_per_s([trace[(k, s)] for s in steps]) or 0.0 for k in ks_fixed)
-    mine = tokens_per_s([trace[(k, s)] for k, s in zip(played, steps, strict=True)]) or 0.0
-    return mine / best, played
+        rows.append(dataclasses.replace(row, mode=mode))
+    ev = evaluation_for_run(rows, prof)
+    assert ev is not None  # fixed modes and one adaptive mode: always evaluated
+    phases = {seg["name"]: seg["modes"][mode].get("ratio_oracle") for seg in ev["segments"]}
+    return ev["overall"]["modes"][mode]["ratio_best_fixed"], phases, played
 
 
 def main() -> int:
@@ -68,11 +79,12 @@ def main() -> int:
         except ResultsFileError as e:
             print(f"replay_controller: {e} (expected an evaluate run folder)")
             return 2
-        ratio, played = replay(trace, a.controller, run / "profile.toml")
+        ratio, phases, played = replay(trace, a.controller, run / "profile.toml")
         ratios.append(ratio)
         share = Counter(played)
         ks = " ".join(f"k{k} {share[k] / len(played):.0%}" for k in sorted(share))
-        print(f"{run}: {ratio:.4f} of the best fixed k   ({ks})")
+        ph = ", ".join(f"{name} {r:.3f}" for name, r in phases.items() if r is not None)
+        print(f"{run}: {ratio:.4f} of the best fixed k; per phase of its oracle: {ph}   ({ks})")
     if len(ratios) > 1:
         print(f"mean {sum(ratios) / len(ratios):.4f}, worst {min(ratios):.4f}")
     return 0
