@@ -27,6 +27,7 @@ from halospec_tui.core.controllers import (
 )
 from halospec_tui.core.controllers.base import Observation
 from halospec_tui.core.controllers.model import (
+    LevelCusum,
     accepted_per_step,
     best_k,
     solve_alpha,
@@ -586,3 +587,42 @@ def test_no_oscillation_when_the_server_ignores_k(name):
         )
     assert aba(ks) <= MAX_ABA[name]
     assert not ping_pong(ks[20:], 7), ks
+
+
+def test_level_cusum_adds_up_a_small_lasting_shift_but_not_noise():
+    """A step time that stays 1.5 sd below the line (CPU load stopped while k was small) is
+    too small for the shift screen (4 sd); Page's CUSUM adds it up within a few requests,
+    while noise and a single spike do not reach its limit."""
+    rng = random.Random(1)
+    noise = LevelCusum()
+    alarms = sum(noise.push(rng.gauss(0.0, 1.0)) for _ in range(1000))
+    assert alarms <= 2  # ~one false alarm per several hundred requests at most
+    spike = LevelCusum()
+    assert not any(spike.push(z) for z in (0.0, 12.0, 0.0, 0.0))  # one spike counts ≤ HUBER
+    shift = LevelCusum()
+    fired = next(i for i in range(50) if shift.push(-1.5 + rng.gauss(0.0, 0.3)))
+    assert fired <= 10
+
+
+def test_model_probes_the_other_side_when_a_probe_changed_nothing():
+    """With the slope in doubt on both sides (best k anywhere in k_lo..k_hi around k), a
+    probe to one side that changes nothing leaves the other side's question open: the next
+    probe goes there, not to the same side again (under CPU load the model used to probe
+    upwards and back off for 32 requests while k 1 was 25 % faster). Probes still thin out
+    once both sides have been asked."""
+    sim = Sim(alpha=0.8, noise=0.08)
+    c, rng = new("model"), random.Random(2)
+    probes: list[tuple[int, int, bool]] = []  # (from k, to k, both sides in doubt)
+    for _ in range(200):
+        k = c.k
+        d = c.decide()
+        if d.values.get("probe"):
+            probes.append((k, d.k, d.values["k_lo"] < k < d.values["k_hi"]))
+        c.observe(sim.reply(d.k, rng))
+    pairs = [
+        (a, b)
+        for a, b in zip(probes, probes[1:], strict=False)
+        if a[2] and b[2] and a[0] == b[0]  # two-sided, from the same k (nothing changed)
+    ]
+    assert pairs, probes
+    assert all((a[1] > a[0]) != (b[1] > b[0]) for a, b in pairs[:1]), probes

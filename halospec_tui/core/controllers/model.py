@@ -25,12 +25,18 @@ when the predicted gain over the current k is at least ``min_gain``. **Explorati
 where uncertainty matters: the k is also chosen with d at ``d̂ ± probe_z·se(d̂)`` (v refitted
 through the data's centre); when those choices differ, or when the slope is not identified
 yet (one k seen), the controller probes one neighbouring k towards the uncertain side, at
-most once every ``probe_gap`` requests. Until the slope is known, d = ``prior_cost_ratio``·v.
+most once every ``probe_gap`` requests; the gap doubles after a probe that changed nothing,
+except that when the best k was in doubt on both sides of k, the other side is asked first.
+Until the slope is known, d = ``prior_cost_ratio``·v.
 
 **Shifts.** A request whose step time (or accepted count) is more than ``change_z`` standard
 deviations from the prediction, ``change_runs`` times in a row on the same side, marks a shift
 (load, content): the cost (or acceptance) history keeps only ``change_keep`` of its weight,
 so the estimates follow the new regime within a few requests instead of ~1/(1 − discount).
+A smaller lasting shift in step time (Page's CUSUM of the residuals, ``LevelCusum``) also
+starts a new cost regime, with the old slope as its prior, and sends a probe towards an
+earlier regime's best k: a line fitted at one k would absorb it in its intercept. Up to
+MAX_EARLIER earlier cost regimes are remembered and come back on evidence (``_maybe_return``).
 
 A failed request, or one without draft counters, changes nothing (k is kept and the reason
 says why): without counters there is no acceptance to estimate.
@@ -60,6 +66,7 @@ NOISE_PRIOR, NOISE_PRIOR_WEIGHT = 0.1, 3.0  # step-time noise assumed before dat
 RETURN_EVIDENCE = math.log(1000.0)  # log-likelihood ratio that brings back an earlier cost regime
 MAX_EARLIER = 3  # cost regimes remembered (idle, and a load that changed level, say)
 Z_CAP = 6.0  # one step time counts at most this many sds against a regime (heavy tails)
+LEVEL_DRIFT, LEVEL_LIMIT = 0.5, 8.0  # Page's CUSUM of residual z: slack per request, alarm
 
 
 def accepted_per_step(alpha: float, k: float) -> float:
@@ -186,6 +193,7 @@ class _Regression:
         prior_ratio: float,
         rel_sd: float | None = None,
         v_prior: float | None = None,
+        d_prior: float | None = None,
     ) -> dict[str, float] | None:
         """v and d by discounted least squares with Gaussian priors (a ridge regression).
 
@@ -212,7 +220,10 @@ class _Regression:
             sigma2 = max(syy / self.w, floor)
         tiny = 1e-9 * max(yb, 1e-9)
         sigma2 = max(sigma2, tiny * tiny)
-        d0 = max(prior_ratio * yb / (1.0 + prior_ratio * xb), tiny)
+        if d_prior is not None and d_prior > 0:
+            d0 = d_prior
+        else:
+            d0 = max(prior_ratio * yb / (1.0 + prior_ratio * xb), tiny)
         pd = 1.0 / (PRIOR_SD * d0) ** 2
         if v_prior is not None and v_prior > 0:
             v0, pv = v_prior, 1.0 / (V_PRIOR_SD * v_prior) ** 2
@@ -253,6 +264,7 @@ class CostRegime:
     rel_w: float = 0.0
     rel_ss: float = 0.0
     v_prior: float | None = None  # the verify step's cost before the shift that began it
+    d_prior: float | None = None  # a drafted token's cost then, when the shift was in level
     last: tuple[float, float, float] | None = None  # the last request added: x, y, discount
     return_llr: float = 0.0  # once left: evidence (CUSUM of log-likelihood ratios) it is back
 
@@ -265,7 +277,13 @@ class CostRegime:
         return self._fit(self.line, s)
 
     def _fit(self, line: _Regression, s: ModelControllerSettings) -> dict[str, float] | None:
-        return line.fit(s.noise_floor, s.prior_cost_ratio, self.rel_sd(s.noise_floor), self.v_prior)
+        return line.fit(
+            s.noise_floor,
+            s.prior_cost_ratio,
+            self.rel_sd(s.noise_floor),
+            self.v_prior,
+            self.d_prior,
+        )
 
     def fit_without_last(self, s: ModelControllerSettings) -> dict[str, float] | None:
         """The fit as it was before the last request; None if that left no data."""
@@ -328,6 +346,27 @@ class ShiftScreen:
         return before, False, []
 
 
+class LevelCusum:
+    """Page's two-sided CUSUM of the residual z-scores: a lasting shift in step time too small
+    for the ShiftScreen (under LEVEL_DRIFT·2 to change_z sds, say CPU load that stops while
+    k is small) adds up here, while noise, with its slack of LEVEL_DRIFT per request, does
+    not. Each z counts at most HUBER (one latency spike is not a shift). Without it the line
+    absorbs such a shift in its intercept and keeps the slope of the old regime."""
+
+    def __init__(self) -> None:
+        self.up = self.down = 0.0
+
+    def push(self, z: float) -> bool:
+        """True when the evidence for a shift reaches LEVEL_LIMIT (and the sums restart)."""
+        z = max(-HUBER, min(HUBER, z))
+        self.up = max(0.0, self.up + z - LEVEL_DRIFT)
+        self.down = max(0.0, self.down - z - LEVEL_DRIFT)
+        if max(self.up, self.down) < LEVEL_LIMIT:
+            return False
+        self.up = self.down = 0.0
+        return True
+
+
 class ModelController:
     """Discounted α, v, d estimates; k = argmax E(k)/(v + k·d); probes only when unsure."""
 
@@ -346,7 +385,11 @@ class ModelController:
         self.since_probe = self.s.probe_gap  # a first probe is allowed at once
         self.gap = self.s.probe_gap  # doubles after each probe that changed nothing
         self._probe_ks: tuple[int, int] | None = None  # (k, best k) when a probe was sent
+        self._other_side = 0  # a probe to one side changed nothing: the other side's turn
+        self._two_sided = False  # the last probe was sent with both sides uncertain
         self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
+        self._level = LevelCusum()
+        self._level_probe = False  # a level shift asks for a probe at the next decision
         self._acc_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
         self._note = ""  # what the last observation did (failure, no counters, shift)
         self._held = False  # the last decision held a move back for one more request
@@ -395,6 +438,7 @@ class ModelController:
     def decide(self) -> Decision:
         s, k = self.s, self.k
         held_before, self._held = self._held, False  # a move is held back once, not twice
+        level, self._level_probe = self._level_probe, False
         alpha, fit = self.alpha(), self.costs()
         values: dict[str, float | None] = {"alpha": alpha, "requests": float(self.requests)}
         note = f"{self._note}; " if self._note else ""
@@ -416,7 +460,13 @@ class ModelController:
             # nor the one thought best then)? If not, wait twice as long before the next one:
             # on a steady server probes thin out exponentially
             moved = k_star not in self._probe_ks
-            self.gap = s.probe_gap if moved else min(self.gap * 2, 256)
+            if moved:
+                self.gap, self._other_side = s.probe_gap, 0
+            elif self._two_sided and not self._other_side:
+                # both sides were in doubt and one is answered: the other next, same gap
+                self._other_side = 1 if self._probe_ks[0] > k else -1
+            else:
+                self.gap, self._other_side = min(self.gap * 2, 256), 0
             self._probe_ks = None
         if k_star != k and best_val >= cur_val * (1.0 + s.min_gain):
             k_loo = None if held_before else self._without_last(alpha, k_star)
@@ -431,6 +481,23 @@ class ModelController:
                     values=values,
                 )
             return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
+        if level:
+            target = self._earlier_k(alpha)
+            if target is None:  # nothing else remembered: the usual probe, now
+                self.since_probe = max(self.since_probe, self.gap + 1)
+            else:
+                new, _ = self._probe_target(target, alpha, v, d, math.inf)
+                self.since_probe = 0
+                self._probe_ks = (k, k_star)
+                self._two_sided = False
+                self.k = new
+                values["probe"] = 1.0
+                why = (
+                    f"the level moved, the slope may have too (an earlier regime's best k {target})"
+                )
+                return Decision(
+                    k=new, reason=f"{note}{head}: {why} → probe k {k}→{new}", values=values
+                )
         # the choice with d at either end of its uncertainty band (the line kept through the
         # data's centre), and what staying at k would lose if that end were the truth
         z = s.probe_z
@@ -441,7 +508,11 @@ class ModelController:
             kk, val = best_k(alpha, vv, dd, s.k_min, s.k_max)
             ends.append((val / rate(alpha, vv, dd, k) - 1.0, kk))
         (_, k_hi), (_, k_lo) = ends
-        regret, target = max(ends)
+        two_sided = k_lo < k < k_hi
+        if two_sided and self._other_side:
+            regret, target = ends[0] if self._other_side > 0 else ends[1]
+        else:
+            regret, target = max(ends)
         values.update(k_lo=float(k_lo), k_hi=float(k_hi), regret=regret)
         # the questions a probe could answer: where the slope really is, and whether the
         # server is back in its earlier cost regime (load stopped); the one worth more
@@ -467,6 +538,9 @@ class ModelController:
                 return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
             self.since_probe = 0
             self._probe_ks = (k, k_star)
+            # the first of a pair (the second, to the other side, earns no further turn)
+            self._two_sided = two_sided and target in (k_lo, k_hi) and not self._other_side
+            self._other_side = 0
             self.k = new
             values["probe"] = 1.0
             return Decision(
@@ -491,6 +565,17 @@ class ModelController:
             return None
         self._held = True
         return k_loo
+
+    def _earlier_k(self, alpha: float) -> int | None:
+        """The best k of an earlier cost regime where it is not the current k: the one with
+        the most evidence of a return, the latest on a tie; None if there is none."""
+        for regime in sorted(self.earlier, key=lambda r: -r.return_llr):
+            fit = regime.fit(self.s)
+            if fit is not None:
+                kk, _ = best_k(alpha, fit["v"], fit["d"], self.s.k_min, self.s.k_max)
+                if kk != self.k:
+                    return kk
+        return None
 
     def _earlier_bet(self, alpha: float) -> tuple[float, int, str] | None:
         """What a move to an earlier cost regime's best k would be worth per request: its
@@ -620,6 +705,17 @@ class ModelController:
                 lim = HUBER * scale
                 c_rel = max(-lim, min(lim, rel))
                 sample = clipped = (x, pred * (1.0 + c_rel), c_rel)
+        # (a request beyond change_z is the shift screen's to judge, not a level's)
+        if z is not None and abs(z) <= self.s.change_z and self._level.push(z):
+            # a lasting shift in level at this k says little about the slope (CPU load that
+            # stops can change it 20-fold): a new regime, which keeps the old slope as its
+            # prior, starts with this request (its residual was the old line's, not noise of
+            # the new), and the next decision looks at another k, towards an earlier regime's
+            self._level_probe = True
+            self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
+            self._shift("cost", level=True)
+            self._add_cost((x, y, math.nan))
+            return
         # the requests that confirm a cost shift are not kept: two latency spikes in a row look
         # the same, and the next request (at the same k) measures the new regime anyway
         self._apply(
@@ -651,6 +747,7 @@ class ModelController:
         self._remember(self.regime)
         self.regime = found
         self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
+        self._level = LevelCusum()
         self.shifts += 1
         self.gap, self.since_probe = self.s.probe_gap, 0
         self._note = (f"{self._note}; " if self._note else "") + "cost back to an earlier regime"
@@ -700,7 +797,7 @@ class ModelController:
             r.rel_w = g * r.rel_w + 1.0
             r.rel_ss = g * r.rel_ss + rel * rel
 
-    def _shift(self, what: str) -> None:
+    def _shift(self, what: str, level: bool = False) -> None:
         keep = self.s.change_keep
         if what == "cost":
             fit = self.costs()
@@ -709,10 +806,12 @@ class ModelController:
             # a verify step costs something: a fit that put it near zero is no prior
             plausible = fit is not None and fit["v"] > 0.1 * fit["yb"]
             self.regime.v_prior = fit["v"] if plausible else None  # type: ignore[index]
+            self.regime.d_prior = fit["d"] if level and fit is not None else None
             self.regime.line.scale(keep)
             self.regime.last = None
             # and its noise is the new regime's to learn (load makes step times 5-10x noisier)
             self.regime.rel_w = self.regime.rel_ss = 0.0
+            self._level = LevelCusum()
         else:
             for pool in self.pools.values():
                 pool[0] *= keep
@@ -721,7 +820,8 @@ class ModelController:
         self.shifts += 1
         self.gap = self.s.probe_gap
         self.since_probe = self.s.probe_gap  # the new regime may need a probe at once
-        self._note = (f"{self._note}; " if self._note else "") + f"{what} shift detected"
+        why = f"{what} level shift detected" if level else f"{what} shift detected"
+        self._note = (f"{self._note}; " if self._note else "") + why
 
 
 def _step_time(obs: Observation) -> tuple[float | None, str]:
