@@ -487,17 +487,10 @@ class ModelController:
                 self.since_probe = max(self.since_probe, self.gap + 1)
             else:
                 new, _ = self._probe_target(target, alpha, v, d, math.inf)
-                self.since_probe = 0
-                self._probe_ks = (k, k_star)
-                self._two_sided = False
-                self.k = new
-                values["probe"] = 1.0
                 why = (
                     f"the level moved, the slope may have too (an earlier regime's best k {target})"
                 )
-                return Decision(
-                    k=new, reason=f"{note}{head}: {why} → probe k {k}→{new}", values=values
-                )
+                return self._send_probe(new, k_star, f"{note}{head}: {why}", values, False)
         # the choice with d at either end of its uncertainty band (the line kept through the
         # data's centre), and what staying at k would lose if that end were the truth
         z = s.probe_z
@@ -536,17 +529,23 @@ class ModelController:
                     f"> {self.gap} requests × {value * 100:.2f}% expected: no probe"
                 )
                 return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
-            self.since_probe = 0
-            self._probe_ks = (k, k_star)
             # the first of a pair (the second, to the other side, earns no further turn)
-            self._two_sided = two_sided and target in (k_lo, k_hi) and not self._other_side
+            pair = two_sided and target in (k_lo, k_hi) and not self._other_side
             self._other_side = 0
-            self.k = new
-            values["probe"] = 1.0
-            return Decision(
-                k=new, reason=f"{note}{head}: {stake} → probe k {k}→{new}", values=values
-            )
+            return self._send_probe(new, k_star, f"{note}{head}: {stake}", values, pair)
         return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
+
+    def _send_probe(
+        self, new: int, k_star: int, why: str, values: dict[str, float | None], two_sided: bool
+    ) -> Decision:
+        """Probe k `new`; the next decision judges whether it moved the best k."""
+        k = self.k
+        self.since_probe = 0
+        self._probe_ks = (k, k_star)
+        self._two_sided = two_sided
+        self.k = new
+        values["probe"] = 1.0
+        return Decision(k=new, reason=f"{why} → probe k {k}→{new}", values=values)
 
     def _without_last(self, alpha: float, k_star: int) -> int | None:
         """The best k without the last request, when a jump of two or more k to `k_star`
