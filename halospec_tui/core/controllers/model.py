@@ -57,6 +57,7 @@ from halospec_tui.profile import ModelControllerSettings
 _ALPHA_LO, _ALPHA_HI = 1e-6, 1.0 - 1e-9
 PRIOR_SD = 3.0  # sd of the prior slope, in units of the prior slope itself (a weak prior)
 V_PRIOR_SD = 0.5  # sd of the verify-step prior after a cost shift, in units of itself
+V_PRIOR_FLOOR = 0.5  # the prior's weight fades like the data's, down to this
 HUBER = 2.5  # step-time residuals count at most this many sds in the cost fit
 _GH = [  # probabilists' Gauss-Hermite nodes and weights (7 points): E[f(Z)], Z ~ N(0, 1)
     (float(x), float(w) / math.sqrt(2.0 * math.pi)) for x, w in zip(*hermegauss(7), strict=True)
@@ -194,14 +195,16 @@ class _Regression:
         rel_sd: float | None = None,
         v_prior: float | None = None,
         d_prior: float | None = None,
+        v_weight: float = 1.0,
     ) -> dict[str, float] | None:
         """v and d by discounted least squares with Gaussian priors (a ridge regression).
 
         Prior on d: d₀ = prior_ratio·v (from the data's level), sd PRIOR_SD·d₀, weak: with
         no spread in x the slope is the prior's, with spread the data's. Optional prior on v
-        (``v_prior``, sd V_PRIOR_SD·v_prior): after a cost shift the verify step is assumed
-        to cost about what it cost before, so one k already tells how dear a drafted token
-        became. The noise σ of one request's step time is ``rel_sd``·ȳ (the controller's
+        (``v_prior``, sd V_PRIOR_SD·v_prior/√``v_weight``): after a cost shift the verify
+        step is assumed to cost about what it cost before, so one k already tells how dear a
+        drafted token became; its weight is discounted like the data it stands in for (the
+        caller's ``v_weight``), so a line measured at several ks wins in the end. The noise σ of one request's step time is ``rel_sd``·ȳ (the controller's
         robust scale) or, before that exists, the residual sd; at least noise_floor·ȳ.
         Returns x̄, ȳ, v, d, se_d, sigma and identified (the data outweigh the slope prior)."""
         if self.w <= 1e-9:
@@ -226,7 +229,7 @@ class _Regression:
             d0 = max(prior_ratio * yb / (1.0 + prior_ratio * xb), tiny)
         pd = 1.0 / (PRIOR_SD * d0) ** 2
         if v_prior is not None and v_prior > 0:
-            v0, pv = v_prior, 1.0 / (V_PRIOR_SD * v_prior) ** 2
+            v0, pv = v_prior, v_weight / (V_PRIOR_SD * v_prior) ** 2
         else:
             v0, pv = 0.0, 0.0
         a11 = self.w / sigma2 + pv
@@ -267,6 +270,7 @@ class CostRegime:
     d_prior: float | None = None  # a drafted token's cost then, when the shift was in level
     last: tuple[float, float, float] | None = None  # the last request added: x, y, discount
     return_llr: float = 0.0  # once left: evidence (CUSUM of log-likelihood ratios) it is back
+    prior_w: float = 1.0  # the v prior's weight, discounted with the data it stands in for
 
     def rel_sd(self, floor: float) -> float:
         ss = self.rel_ss + NOISE_PRIOR_WEIGHT * NOISE_PRIOR**2
@@ -283,6 +287,7 @@ class CostRegime:
             self.rel_sd(s.noise_floor),
             self.v_prior,
             self.d_prior,
+            max(self.prior_w, V_PRIOR_FLOOR),
         )
 
     def fit_without_last(self, s: ModelControllerSettings) -> dict[str, float] | None:
@@ -787,6 +792,7 @@ class ModelController:
         g, r = self.s.discount, self.regime
         r.line.scale(g)
         r.line.add(x, y)
+        r.prior_w *= g
         r.last = (x, y, g)
         if math.isfinite(rel):  # the noise scale that the next residuals are judged by,
             # winsorised at 3 scales so that a transition's misfits do not inflate it
@@ -804,8 +810,12 @@ class ModelController:
             self._remember(copy.deepcopy(self.regime))
             # a verify step costs something: a fit that put it near zero is no prior
             plausible = fit is not None and fit["v"] > 0.1 * fit["yb"]
-            self.regime.v_prior = fit["v"] if plausible else None  # type: ignore[index]
+            # a shift in level seen at one k does not say how it splits between v and d: the
+            # old slope stays as a prior, the old intercept (which the shift just proved
+            # wrong) does not; it held k at 1 after load stopped (recorded run, recovery 0.58)
+            self.regime.v_prior = fit["v"] if plausible and not level else None  # type: ignore[index]
             self.regime.d_prior = fit["d"] if level and fit is not None else None
+            self.regime.prior_w = 1.0
             self.regime.line.scale(keep)
             self.regime.last = None
             # and its noise is the new regime's to learn (load makes step times 5-10x noisier)
