@@ -41,10 +41,11 @@ def loadavg() -> str:
         return "?"
 
 
-def run_scenario(name: str, out: Path, runs: int) -> dict[str, Any]:
+def run_scenario(name: str, out: Path, runs: int, seed: int | None = None) -> dict[str, Any]:
     prof = ROOT / "profiles" / f"eval-{name}.toml"
     cmd = [sys.executable, "-m", "halospec_tui", "evaluate", "--profile", str(prof)]
     cmd += ["--out", str(out / name), "--runs", str(runs)]
+    cmd += [] if seed is None else ["--seed", str(seed)]
     print(f"\n## {name}: {' '.join(cmd[1:])}", flush=True)
     print(f"load average before: {loadavg()}", flush=True)
     t0 = time.monotonic()
@@ -141,6 +142,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--seed", type=int, help="first seed (default: the profiles', 42)")
     ap.add_argument("--only", action="append", choices=SCENARIOS, help="scenario(s) to run")
     ap.add_argument("--reuse", type=Path, help="read OUT/NAME/evaluation.json instead of running")
     args = ap.parse_args()
@@ -156,7 +158,7 @@ def main() -> int:
         out = args.out or ROOT / "runs" / f"targets-{datetime.now():%Y%m%d-%H%M%S}"
         out.mkdir(parents=True, exist_ok=True)
         for n in names:
-            evals[n] = run_scenario(n, out, args.runs)
+            evals[n] = run_scenario(n, out, args.runs, args.seed)
     runs = max((e.get("runs", 0) for e in evals.values()), default=0)
     t = targets(evals)
     (out / "targets.json").write_text(json.dumps(t, indent=2) + "\n", encoding="utf-8")

@@ -177,10 +177,18 @@ def cmd_evaluate(argv: list[str]) -> int:
     ap.add_argument("--profile", metavar="FILE", help="profile with a [scenario] section")
     ap.add_argument("--out", metavar="DIR", help="folder (default: <run.out_dir>/eval-<time>)")
     ap.add_argument("--runs", type=int, default=1, metavar="N", help="runs, seeds seed..seed+N-1")
+    ap.add_argument(
+        "--seed", type=int, metavar="S", help="first seed (default: the profile's run.seed)"
+    )
     ap.add_argument("--steps", action="store_true", help="print a line per step")
     args = ap.parse_args(argv)
     if args.runs < 1:
         return _fail(f"--runs: expected at least 1, got {args.runs}", EXIT_INPUT)
+    if args.seed is not None and not 0 <= args.seed <= 2**31 - args.runs:
+        return _fail(
+            f"--seed: expected 0..{2**31 - args.runs} (seeds S..S+N-1), got {args.seed}",
+            EXIT_INPUT,
+        )
     from halospec_tui.core import evaluate as ev_mod
     from halospec_tui.core.events import ModeFinished, Notice
     from halospec_tui.headless import HeadlessPrinter
@@ -188,6 +196,8 @@ def cmd_evaluate(argv: list[str]) -> int:
 
     try:
         prof = resolve_profile(args.profile)
+        if args.seed is not None:
+            prof.run.seed = args.seed
         if args.out:
             out = Path(args.out)
         else:

@@ -209,11 +209,13 @@ def test_evaluate_command_end_to_end(
     prof = tmp_path / "tiny.toml"
     prof.write_text(TINY + f"interleave = {str(interleave).lower()}\n", encoding="utf-8")
     out = tmp_path / "eval"
-    assert main(["evaluate", "--profile", str(prof), "--out", str(out), "--runs", "1"]) == 0
+    # the profile's seed (42), or --seed: other seeds for a robustness check
+    seed = [] if interleave else ["--seed", "7"]
+    assert main(["evaluate", "--profile", str(prof), "--out", str(out), "--runs", "1", *seed]) == 0
     printed = capsys.readouterr().out
     assert "whole run: best single fixed" in printed and "k by step" in printed
     ev = json.loads((out / "evaluation.json").read_text())
-    assert ev["runs"] == 1 and ev["seeds"] == [42]
+    assert ev["runs"] == 1 and ev["seeds"] == ([42] if interleave else [7])
     assert ev["fixed_modes"] == ["fixed_1", "fixed_3"]
     assert ev["adaptive_modes"] == ["adaptive:model", "adaptive:bandit", "adaptive:heuristic"]
     assert [s["name"] for s in ev["segments"]] == ["code/steady", "code/load", "prose/recovery"]
@@ -261,6 +263,10 @@ def test_evaluate_command_rejects_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["evaluate", "--runs", "0"]) == 2
+    capsys.readouterr()
+    assert main(["evaluate", "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed" in err and "got -1" in err and len(err.strip().splitlines()) == 1
     bad = tmp_path / "bad.toml"
     bad.write_text('[scenario]\nkind = "load_shift"\n', encoding="utf-8")
     assert main(["evaluate", "--profile", str(bad)]) == 2
