@@ -10,7 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from halospec_tui.core.events import LoadChanged, Notice, Paused, PhaseChanged, StepResult
+from halospec_tui.core.events import (
+    ControllerDecision,
+    LoadChanged,
+    Notice,
+    Paused,
+    PhaseChanged,
+    StepResult,
+)
 from halospec_tui.core.results import load_rows
 from halospec_tui.session import Session
 from tests.conftest import fast_profile
@@ -92,6 +99,32 @@ def test_manual_load_gives_load_then_recovery_rows(tmp_path: Path) -> None:
         assert phases[0] == "steady" and "load" in phases and phases[-1] == "recovery"
         assert [e.on for e in rec.of(LoadChanged)] == [True, False]
         assert [e.phase for e in rec.of(PhaseChanged)] == ["warmup", "steady", "load", "recovery"]
+        assert not s.load.on
+    finally:
+        s.close()
+
+
+def test_load_within_one_request_is_followed_by_recovery_rows(tmp_path: Path) -> None:
+    """Load that starts while a request runs marks that row `load`; when it stops before the
+    next step, the rows after it are `recovery`. They used to be `steady` (the phase only
+    looked at the load at the start of a step), which made the monitor's load-key test fail
+    about one time in six."""
+    s = Session.create(fast_profile(steps_adaptive=6, modes=["adaptive:heuristic"]), tmp_path / "r")
+
+    def load_during_step_3(e: Any) -> None:  # inline: runs in the runner's thread
+        if isinstance(e, ControllerDecision) and e.step == 3:
+            s.load.start()  # after the step's phase was taken, before its request
+        elif isinstance(e, StepResult) and e.row.step == 3:
+            s.load.stop()  # before step 4 looks
+
+    try:
+        s.bus.subscribe(load_during_step_3, inline=True)
+        t, rec = _start(s)
+        t.join(60)
+        assert not t.is_alive()
+        phases = [e.row.phase for e in rec.of(StepResult)]
+        assert phases == ["steady", "steady", "load", "recovery", "recovery", "recovery"]
+        assert [e.phase for e in rec.of(PhaseChanged)] == ["warmup", "steady", "recovery"]
         assert not s.load.on
     finally:
         s.close()

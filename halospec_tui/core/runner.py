@@ -331,6 +331,9 @@ class Runner:
             # the phase is what held while the request ran: load that ended mid-request
             # still counts as load for this row
             row_phase = "load" if (self.load is not None and self.load.on) else phase
+            # and load that came (and went) within this request was seen: what follows is
+            # recovery, not steady (a load key pressed and released within one request)
+            load_seen = load_seen or row_phase == "load"
             self.global_step += 1
             row = step_row(
                 global_step=self.global_step,
