@@ -204,8 +204,9 @@ class _Regression:
         (``v_prior``, sd V_PRIOR_SD·v_prior/√``v_weight``): after a cost shift the verify
         step is assumed to cost about what it cost before, so one k already tells how dear a
         drafted token became; its weight is discounted like the data it stands in for (the
-        caller's ``v_weight``), so a line measured at several ks wins in the end. The noise σ of one request's step time is ``rel_sd``·ȳ (the controller's
-        robust scale) or, before that exists, the residual sd; at least noise_floor·ȳ.
+        caller's ``v_weight``), so a line measured at several ks wins in the end. The noise
+        σ of one request's step time is ``rel_sd``·ȳ (the controller's robust scale) or,
+        before that exists, the residual sd; at least noise_floor·ȳ.
         Returns x̄, ȳ, v, d, se_d, sigma and identified (the data outweigh the slope prior)."""
         if self.w <= 1e-9:
             return None
