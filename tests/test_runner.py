@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from halospec_tui.core.events import (
     ControllerDecision,
     LoadChanged,
@@ -104,17 +106,20 @@ def test_manual_load_gives_load_then_recovery_rows(tmp_path: Path) -> None:
         s.close()
 
 
-def test_load_within_one_request_is_followed_by_recovery_rows(tmp_path: Path) -> None:
-    """Load that starts while a request runs marks that row `load`; when it stops before the
-    next step, the rows after it are `recovery`. They used to be `steady` (the phase only
-    looked at the load at the start of a step), which made the monitor's load-key test fail
-    about one time in six."""
+@pytest.mark.parametrize("off", ["after the request", "before the request"])
+def test_load_within_one_request_is_followed_by_recovery_rows(tmp_path: Path, off: str) -> None:
+    """Load that comes on after a step's phase was taken marks that row `load`, also when it
+    goes off again before the request ends; the rows after it are `recovery`. They used to
+    be `steady` (the phase only looked at the load at the start of a step), which made the
+    monitor's load-key test fail about one time in six."""
     s = Session.create(fast_profile(steps_adaptive=6, modes=["adaptive:heuristic"]), tmp_path / "r")
 
     def load_during_step_3(e: Any) -> None:  # inline: runs in the runner's thread
         if isinstance(e, ControllerDecision) and e.step == 3:
             s.load.start()  # after the step's phase was taken, before its request
-        elif isinstance(e, StepResult) and e.row.step == 3:
+            if off == "before the request":
+                s.load.stop()
+        elif isinstance(e, StepResult) and e.row.step == 3 and s.load.on:
             s.load.stop()  # before step 4 looks
 
     try:

@@ -171,11 +171,13 @@ class FakeLoad:
     def __init__(self) -> None:
         self.on = False
         self.scheduled = False
+        self.starts = 0
         self.calls: list[tuple[str, float | None]] = []
 
     def start(self, duration_s: float | None = None, scheduled: bool = False) -> bool:
         self.calls.append(("start", duration_s))
         self.on, self.scheduled = True, scheduled
+        self.starts += 1
         return True
 
     def stop(self) -> bool:

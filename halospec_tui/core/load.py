@@ -110,6 +110,13 @@ class LoadInjector:
             return max(0.0, self._duration - (time.monotonic() - self._started_at))
 
     @property
+    def starts(self) -> int:
+        """How many times the load was started: a change tells that it came on since (even
+        if it has gone off again)."""
+        with self._lock:
+            return self._run
+
+    @property
     def pids(self) -> list[int]:
         """Pids of the running burners."""
         with self._lock:

@@ -315,6 +315,7 @@ class Runner:
             if new_phase != phase:
                 phase = new_phase
                 self.bus.publish(PhaseChanged(mode=mode, phase=phase, step=step))
+            starts = self.load.starts if self.load is not None else 0
             t_ctl = time.perf_counter()
             decision = controller.decide()
             ctl_ms = (time.perf_counter() - t_ctl) * 1000.0
@@ -328,12 +329,12 @@ class Runner:
             t_ctl = time.perf_counter()
             controller.observe(Observation.of(k, reply, prompt.category))
             overhead.append(ctl_ms + (time.perf_counter() - t_ctl) * 1000.0)
-            # the phase is what held while the request ran: load that ended mid-request
-            # still counts as load for this row
-            row_phase = "load" if (self.load is not None and self.load.on) else phase
-            # and load that came (and went) within this request was seen: what follows is
-            # recovery, not steady (a load key pressed and released within one request)
-            load_seen = load_seen or row_phase == "load"
+            # the phase is what held while the request ran: load that was on at any time
+            # since the phase was taken (even on and off again) counts as load for this row,
+            # and what follows it is recovery, not steady
+            load_during = self.load is not None and (self.load.on or self.load.starts != starts)
+            row_phase = "load" if load_during else phase
+            load_seen = load_seen or load_during
             self.global_step += 1
             row = step_row(
                 global_step=self.global_step,
