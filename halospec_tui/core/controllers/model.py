@@ -487,16 +487,11 @@ class ModelController:
                     values=values,
                 )
             return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
-        if level:
-            target = self._earlier_k(alpha)
-            if target is None:  # nothing else remembered: the usual probe, now
-                self.since_probe = max(self.since_probe, self.gap + 1)
-            else:
-                new, _ = self._probe_target(target, alpha, v, d, math.inf)
-                why = (
-                    f"the level moved, the slope may have too (an earlier regime's best k {target})"
-                )
-                return self._send_probe(new, k_star, f"{note}{head}: {why}", values, False)
+        # (with nothing else remembered, the usual probe below: the shift already allowed one)
+        if level and (target := self._earlier_k(alpha)) is not None:
+            new, _ = self._probe_target(target, alpha, v, d, math.inf)
+            why = f"the level moved, the slope may have too (an earlier regime's best k {target})"
+            return self._send_probe(new, k_star, f"{note}{head}: {why}", values, False)
         # the choice with d at either end of its uncertainty band (the line kept through the
         # data's centre), and what staying at k would lose if that end were the truth
         z = s.probe_z
@@ -689,6 +684,7 @@ class ModelController:
             return
         if self.timing and timing != self.timing:  # the server stopped or started timing
             self.regime, self.earlier = CostRegime(), []
+            self._fresh_cost_tests()
         self.timing = timing
         x, y = drafted / total, ms / total
         self._maybe_return(x, y)
@@ -717,7 +713,6 @@ class ModelController:
             # prior, starts with this request (its residual was the old line's, not noise of
             # the new), and the next decision looks at another k, towards an earlier regime's
             self._level_probe = True
-            self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
             self._shift("cost", level=True)
             self._add_cost((x, y, math.nan))
             return
@@ -751,11 +746,16 @@ class ModelController:
         self.earlier.remove(found)
         self._remember(self.regime)
         self.regime = found
-        self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
-        self._level = LevelCusum()
+        self._fresh_cost_tests()
         self.shifts += 1
         self.gap, self.since_probe = self.s.probe_gap, 0
         self._note = (f"{self._note}; " if self._note else "") + "cost back to an earlier regime"
+
+    def _fresh_cost_tests(self) -> None:
+        """A new cost regime is judged by its own line from its first request: nothing held
+        by the shift screen or summed by the level CUSUM against the old one carries over."""
+        self._cost_screen = ShiftScreen(self.s.change_z, self.s.change_runs)
+        self._level = LevelCusum()
 
     def _remember(self, regime: CostRegime) -> None:
         """Keep `regime` as the latest earlier one; every remembered regime's evidence starts
@@ -821,7 +821,7 @@ class ModelController:
             self.regime.last = None
             # and its noise is the new regime's to learn (load makes step times 5-10x noisier)
             self.regime.rel_w = self.regime.rel_ss = 0.0
-            self._level = LevelCusum()
+            self._fresh_cost_tests()
         else:
             for pool in self.pools.values():
                 pool[0] *= keep
