@@ -191,6 +191,9 @@ class OpenAICompatBackend:
                 body[b.n_min_key] = min(b.n_min, k)
         return body
 
+    def tag_sequence(self, body: dict[str, Any], sequence: str) -> None:
+        """Mark a request body with its sequence (see Backend.complete); real servers: nothing."""
+
     def ensure_k(self, k: int) -> None:
         """Make the server draft k before the next request (reload, restart, start a pool
         server). Runs before the clock starts; the request channel has nothing to do."""
@@ -226,11 +229,14 @@ class OpenAICompatBackend:
         """A decoded reply body as a Reply (servers that report differently override it)."""
         return parse_reply(body, latency_ms, attempts)
 
-    def complete(self, prompt: Prompt, k: int) -> Reply:
+    def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
         r = self.profile.request
         self.ensure_k(k)
         url = self.url_for(k)
-        payload = json.dumps(self.request_body(prompt, k)).encode()
+        body = self.request_body(prompt, k)
+        if sequence is not None:
+            self.tag_sequence(body, sequence)
+        payload = json.dumps(body).encode()
         delay = r.backoff_ms / 1000.0
         error = ""
         for attempt in range(1, r.attempts + 1):
