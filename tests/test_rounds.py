@@ -57,7 +57,8 @@ def test_interleaved_rounds_give_each_mode_its_own_steps(tmp_path: Path) -> None
     rec_ = summary["recommendation"]
     assert rec_["mode"] == summary["winner"] and rec_["mode"] in rec_["tied"]
     assert rec_["paired"] is True and rec_["metric"] == "tokens_per_s"
-    assert {m["mode"]: m["confidence"]["label"] for m in summary["modes"]}[rec_["mode"]] == "best"
+    labels = {m["mode"]: m["confidence"]["label"] for m in summary["modes"]}
+    assert labels[rec_["leader"]] == "best" and rec_["leader"] in rec_["tied"]
     assert rec.of(Standings)[-1].final
     # the results file carries the round of every row
     with (tmp_path / "run" / "results.csv").open() as f:
@@ -130,11 +131,12 @@ def spec_reply(k: int, tokens: int = 16) -> dict:
 
 
 def test_until_decided_stops_early_and_drops_clearly_worse_modes(tmp_path: Path) -> None:
-    """A server (real HTTP on loopback) that takes 40 ms at k 1 and about 20 ms at k 5 and 6:
-    racing drops k 1 after the planned rounds; with no indifference margin, k 5 and k 6 race
-    on until one is separated or the tie stops shrinking, well before the budget of 60."""
+    """A server (real HTTP on loopback) that takes 40 ms at k 1 and 20 ms at k 5 and 6: racing
+    drops k 1 after the planned rounds; with no indifference margin, the equal k 5 and k 6 race
+    on until the tie stops shrinking (or one is separated by chance), well before the budget
+    of 60 rounds."""
     rng = random.Random(5)
-    cost = {1: 0.040, 5: 0.020, 6: 0.0205}
+    cost = {1: 0.080, 5: 0.020, 6: 0.020}
 
     def script(i: int) -> object:
         k = int(srv.bodies[i]["speculative.n_max"])
@@ -161,10 +163,12 @@ def test_until_decided_stops_early_and_drops_clearly_worse_modes(tmp_path: Path)
     steps = {m: sum(1 for r in rows if r.mode == m) for m in ("fixed_1", "fixed_5", "fixed_6")}
     modes = {m["mode"]: m for m in summary["modes"]}
     assert {m["draft_control"]["verdict"] for m in modes.values()} == {"applied"}
-    assert "eliminated_after_round" in modes["fixed_1"]
-    assert steps["fixed_1"] == 5 < max(steps.values())  # dropped out of later rounds
+    dropped = modes["fixed_1"]["eliminated_after_round"]
     assert "drops out" in rec.notices()
     assert summary["rounds"] < 60
+    # k 1 ran no round after it dropped out; k 5 and k 6 ran every round to the end
+    assert steps["fixed_1"] == dropped >= 5
+    assert steps["fixed_5"] == steps["fixed_6"] == summary["rounds"]
     assert "decided after" in rec.notices() or "stopped shrinking" in rec.notices()
     assert summary["recommendation"]["mode"] in ("fixed_5", "fixed_6")
 

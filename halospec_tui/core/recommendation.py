@@ -75,6 +75,8 @@ class Recommendation:
     margin: float = 0.02
     apply: dict[str, Any] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)  # mode -> draft-length verdict
+    leader: str | None = None  # the best point estimate (the recommendation is picked from
+    # the tie set around it: see pick_from_tie)
 
     def label_of(self, mode: str) -> str:
         for s in self.standings:
@@ -86,6 +88,7 @@ class Recommendation:
         return {
             "mode": self.mode,
             "k": self.k,
+            "leader": self.leader,
             "tied": list(self.tied),
             "metric": self.metric,
             "ci": self.ci,
@@ -261,9 +264,13 @@ def recommend(
         **({"versus": versus} if versus else {}),
     }
     reason = _reason(m, leader, standings, tied, closest, status, paired, margin, excluded_steps)
+    pick, why_pick = pick_from_tie(tied, leader, standings, m.higher_is_better)
+    if pick != leader:
+        reason += f"; recommending {mode_name(pick)}: {why_pick}"
     return Recommendation(
-        mode=leader,
-        k=mode_k(leader),
+        mode=pick,
+        leader=leader,
+        k=mode_k(pick),
         tied=tied,
         metric=metric,
         paired=paired,
@@ -277,6 +284,96 @@ def recommend(
         eliminate=eliminate,
         margin=margin,
     )
+
+
+def pick_from_tie(
+    tied: Sequence[str],
+    leader: str,
+    standings: Mapping[str, Standing],
+    higher_is_better: bool = True,
+) -> tuple[str, str]:
+    """The one mode to recommend from the tie set, and why when it is not the leader.
+
+    Among modes the data cannot separate, the point estimates' order is noise: naming the
+    leader would flip from run to run. So:
+
+    * a fixed k tied with an adaptive leader is preferred: it does as well within noise and
+      needs nothing but a server flag (an adaptive controller needs k per request);
+    * among several tied fixed k, the pick is the one nearest the peak of the curve through
+      them: tokens/s is smooth and single-peaked in k (docs/controllers.md), so a quadratic in
+      log k fitted to the log metric of the tied k and their neighbours (weighted by each
+      one's precision) borrows strength from every neighbour, where each point alone is noisy.
+    """
+    fixed = sorted((k, x) for x in tied if (k := mode_k(x)) is not None)
+    if not fixed:
+        return leader, ""
+    if len(fixed) == 1:
+        k, x = fixed[0]
+        if x == leader:
+            return leader, ""
+        return (
+            x,
+            "a fixed k that the adaptive leader does not beat, and it needs no per-request channel",
+        )
+    ks = {k for k, _ in fixed}
+    near = {k for k in range(min(ks) - 1, max(ks) + 2)}
+    pts = []
+    for x, st in standings.items():
+        k = mode_k(x)
+        est = st.estimate
+        if k is None or k not in near or st.label == "not_ranked" or est is None or est.value <= 0:
+            continue
+        spread = (
+            (math.log(est.hi) - math.log(est.lo)) / 3.92
+            if est.lo and est.hi and est.lo > 0 and math.isfinite(est.lo) and math.isfinite(est.hi)
+            else 0.0
+        )
+        y = math.log(est.value) if higher_is_better else -math.log(est.value)
+        pts.append((k, y, 1.0 / max(spread, 1e-3) ** 2))
+    peak = _quadratic_peak(pts)
+    if peak is None:
+        best = (
+            leader
+            if mode_k(leader) is not None
+            else max(fixed, key=lambda f: _value(standings, f[1], higher_is_better))[1]
+        )
+        return best, "" if best == leader else "a fixed k tied with the adaptive leader"
+    lo, hi = min(ks), max(ks)
+    peak = min(max(peak, lo), hi)
+    k_pick, x_pick = min(fixed, key=lambda f: (abs(f[0] - peak), f[1] != leader, f[0]))
+    if x_pick == leader:
+        return leader, ""
+    return x_pick, (
+        f"nearest the peak of the curve fitted through k {min(k for k, _, _ in pts)}.."
+        f"{max(k for k, _, _ in pts)} (k ≈ {peak:.1f}); between tied modes the measured "
+        "order is noise"
+    )
+
+
+def _value(standings: Mapping[str, Standing], mode: str, higher: bool) -> float:
+    est = standings[mode].estimate
+    v = est.value if est is not None else 0.0
+    return v if higher else -v
+
+
+def _quadratic_peak(pts: list[tuple[int, float, float]]) -> float | None:
+    """The k where a weighted quadratic in log k through (k, y, weight) peaks; None when
+    fewer than three k or the fit is not concave. In log k because tokens/s rises steeply
+    below its best k and falls slowly above it: on Leviathan's curves the log-k quadratic's
+    peak lands on the best integer k where a plain quadratic in k overshoots (α 0.72, c 0.1:
+    4.2 against 4.5, best k 4)."""
+    if len({k for k, _, _ in pts}) < 3:
+        return None
+    import numpy as np
+
+    k = np.log(np.array([p[0] for p in pts], float))
+    y = np.array([p[1] for p in pts], float)
+    w = np.sqrt(np.array([p[2] for p in pts], float))
+    a = np.stack([k**2, k, np.ones_like(k)], axis=1) * w[:, None]
+    coef, *_ = np.linalg.lstsq(a, y * w, rcond=None)
+    if not coef[0] < 0:
+        return None
+    return float(np.exp(-coef[1] / (2 * coef[0])))
 
 
 def _and(names: list[str]) -> str:
