@@ -1,7 +1,8 @@
 """Command line: argument parsing, exit codes; monitor or headless.
 
-Exit codes: 0 done, 1 internal error, 2 bad input (profile, arguments, results file),
-3 server not answering its health check, 130 interrupted (Ctrl+C / SIGTERM).
+Exit codes (halospec_tui/exitcodes.py): 0 done, 1 internal error, 2 bad input (profile,
+arguments, results file), 3 server not answering its health check, 130 interrupted (Ctrl+C /
+SIGTERM).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 
 from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
+from halospec_tui.exitcodes import ExitCode
 
-EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_SERVER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 STOP_GRACE_S = 5.0
 
 
@@ -127,21 +128,21 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
             signal.signal(s, h)
     err = outcome.get("error")
     if isinstance(err, BackendUnavailable):
-        return _fail(f"server not answering: {err.url} ({err.reason})", EXIT_SERVER)
+        return _fail(f"server not answering: {err.url} ({err.reason})", ExitCode.SERVER)
     print()
     print(format_summary(summary or {}))
     print(f"results: {session.run_dir}")
     if interrupted.is_set():
         print("interrupted: the summary covers the steps that finished", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if err is not None:
         if isinstance(err, profile_mod.ProfileError):
-            return _fail(str(err), EXIT_INPUT)
+            return _fail(str(err), ExitCode.INPUT)
         import traceback
 
         traceback.print_exception(err)
-        return _fail(f"internal error: {err.__class__.__name__}: {err}", EXIT_ERROR)
-    return EXIT_OK
+        return _fail(f"internal error: {err.__class__.__name__}: {err}", ExitCode.ERROR)
+    return ExitCode.OK
 
 
 def cmd_report(argv: list[str]) -> int:
@@ -156,12 +157,12 @@ def cmd_report(argv: list[str]) -> int:
     try:
         rows = load_rows(find_csv(Path(args.path)))
     except ResultsFileError as e:
-        return _fail(str(e), EXIT_INPUT)
+        return _fail(str(e), ExitCode.INPUT)
     if args.text or not sys.stdout.isatty():
         from halospec_tui.headless import format_summary
 
         print(format_summary(summarize_rows(rows)))
-        return EXIT_OK
+        return ExitCode.OK
     from halospec_tui.tui.app import run_report
 
     return run_report(Path(args.path))
@@ -183,11 +184,11 @@ def cmd_evaluate(argv: list[str]) -> int:
     ap.add_argument("--steps", action="store_true", help="print a line per step")
     args = ap.parse_args(argv)
     if args.runs < 1:
-        return _fail(f"--runs: expected at least 1, got {args.runs}", EXIT_INPUT)
+        return _fail(f"--runs: expected at least 1, got {args.runs}", ExitCode.INPUT)
     if args.seed is not None and not 0 <= args.seed <= 2**31 - args.runs:
         return _fail(
             f"--seed: expected 0..{2**31 - args.runs} (seeds S..S+N-1), got {args.seed}",
-            EXIT_INPUT,
+            ExitCode.INPUT,
         )
     from halospec_tui.core import evaluate as ev_mod
     from halospec_tui.core.events import ModeFinished, Notice
@@ -229,15 +230,15 @@ def cmd_evaluate(argv: list[str]) -> int:
         finally:
             signal.signal(signal.SIGTERM, old)
     except profile_mod.ProfileError as e:
-        return _fail(str(e), EXIT_INPUT)
+        return _fail(str(e), ExitCode.INPUT)
     if not result.get("runs"):
-        return _fail("no evaluation run finished", EXIT_ERROR)
+        return _fail("no evaluation run finished", ExitCode.ERROR)
     print()
     print(ev_mod.format_evaluation(result))
     print()
     print(ev_mod.k_tracking_plots(result))
     print(f"evaluation: {out / 'evaluation.json'} (k-tracking plots: run-*/k_tracking.txt)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,14 +263,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_monitor(prof, args.out)
         except profile_mod.ProfileError as e:
-            return _fail(str(e), EXIT_INPUT)
+            return _fail(str(e), ExitCode.INPUT)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     finally:
-        from halospec_tui.core import procs
+        from halospec_tui.procs import children
 
         with contextlib.suppress(Exception):
-            procs.stop_all()
+            children.stop_all()
 
 
 if __name__ == "__main__":

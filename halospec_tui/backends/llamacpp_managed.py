@@ -38,7 +38,7 @@ import httpx
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
-from halospec_tui.core.procs import Child, spawn
+from halospec_tui.procs.children import Child, spawn
 from halospec_tui.profile import BackendSettings, Profile, parse_mode
 
 # where each n-gram type takes its draft length (tokens drafted per step)

@@ -5,8 +5,9 @@ the `EventPump` on its delivery thread; the pump posts one `EventsBatch` message
 second; the UI thread folds the batch into `MonitorState` and redraws the panes that changed.
 Nothing on the UI thread waits for the runner, and the runner never waits for the UI.
 
-Exit statuses of `run_monitor`: 0 (run ended, or q), 130 (Ctrl+C or SIGINT), 143 (SIGTERM),
-3 (backend unavailable), 2 (bad profile or --out), 1 (the run stopped on an error).
+Exit statuses of `run_monitor` (halospec_tui/exitcodes.py): OK (run ended, or q), INTERRUPTED
+(Ctrl+C or SIGINT), TERMINATED (SIGTERM), SERVER (backend unavailable), INPUT (bad profile or
+--out), ERROR (the run stopped on an error).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from textual.screen import Screen
 
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.core.events import Event
+from halospec_tui.exitcodes import ExitCode
 from halospec_tui.profile import Profile, ProfileError
 from halospec_tui.tui.messages import (
     BackendFailed,
@@ -186,7 +188,7 @@ class MonitorApp(App[None]):
 
     def on_backend_failed(self, message: BackendFailed) -> None:
         self.run_error = message.error
-        self._close_and_exit(3, f"halospec-tui: backend unavailable: {message.error}")
+        self._close_and_exit(ExitCode.SERVER, f"halospec-tui: backend unavailable: {message.error}")
 
     def on_run_ended(self, message: RunEnded) -> None:
         self.run_error = message.error
@@ -314,10 +316,10 @@ class MonitorApp(App[None]):
         )
 
     def action_quit_run(self) -> None:
-        self.stop_run(1 if self.run_error else 0)
+        self.stop_run(ExitCode.ERROR if self.run_error else ExitCode.OK)
 
     def action_interrupt(self) -> None:
-        self.stop_run(130)
+        self.stop_run(ExitCode.INTERRUPTED)
 
     def stop_run(self, code: int) -> None:
         """Cancel the sweep, wait up to 5 s for it, stop everything, exit with `code`."""
@@ -391,28 +393,28 @@ def run_monitor(profile: Profile, out: str | None = None, *, backend: Any = None
         session = Session.create(profile, out, backend=backend)
     except ProfileError as e:
         _err(str(e))
-        return 2
+        return ExitCode.INPUT
     app = MonitorApp(session)
     loop = asyncio.new_event_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, app.stop_run, 143)
-        loop.add_signal_handler(signal.SIGINT, app.stop_run, 130)
+        loop.add_signal_handler(signal.SIGTERM, app.stop_run, ExitCode.TERMINATED)
+        loop.add_signal_handler(signal.SIGINT, app.stop_run, ExitCode.INTERRUPTED)
     try:
         app.run(loop=loop)
     finally:
         session.close()
         _close_loop(loop)
-    code = app.return_code if app.return_code is not None else 0
+    code = app.return_code if app.return_code is not None else ExitCode.OK
     t = app.sweep_thread
     if t is not None and t.is_alive():
         t.join(2.0)
     if t is not None and t.is_alive():
         # a request that ignores cancellation: the files are closed and every child stopped,
         # so leave now rather than wait for its timeout at interpreter exit
-        from halospec_tui.core import procs
+        from halospec_tui.procs import children
 
         _err("the step in flight did not end; leaving it behind (files are complete)")
-        procs.stop_all()
+        children.stop_all()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -443,7 +445,7 @@ def run_report(path: Path) -> int:
         data = load_report(path)
     except (ResultsFileError, ProfileError) as e:
         _err(str(e))
-        return 2
+        return ExitCode.INPUT
     app = ReportApp(data)
     app.run()
-    return app.return_code if app.return_code is not None else 0
+    return app.return_code if app.return_code is not None else ExitCode.OK
