@@ -38,8 +38,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from halospec_tui.backends.base import Prompt, Reply  # noqa: E402
+from halospec_tui.backends.base import Reply  # noqa: E402
 from halospec_tui.profile import Profile, embedded_default  # noqa: E402
+from halospec_tui.prompts import Prompt  # noqa: E402
 
 
 class SleepBackend:

@@ -19,6 +19,7 @@ from halospec_tui.core.events import (
 )
 from halospec_tui.core.tables import text_table
 from halospec_tui.core.verdict import describe
+from halospec_tui.modes import is_fixed
 
 
 def _f(v: Any, fmt: str = ".1f", none: str = "-") -> str:
@@ -127,7 +128,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         body.append([_cell(m, key, fmt) for _, key, fmt in COLUMNS] + [verdict + mark])
     lines = text_table(header, body)
     for m in modes:
-        if not m.get("mode", "").startswith("fixed_"):
+        if not is_fixed(m.get("mode", "")):
             kv = m.get("k_values") or {}
             conv = m.get("convergence_step")
             lines.append(

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from halospec_tui import profile as P
-from halospec_tui.backends.base import Prompt, Reply
+from halospec_tui.backends.base import Reply
 from halospec_tui.core import scenario as S
 from halospec_tui.core.events import EventBus, LoadChanged, StepResult
-from halospec_tui.core.prompts import PromptSchedule, load_prompts
 from halospec_tui.core.runner import Runner
+from halospec_tui.core.scenario import PromptSchedule
+from halospec_tui.profile import load_prompts
+from halospec_tui.prompts import Prompt
 
 # --- profile validation ------------------------------------------------------------------
 

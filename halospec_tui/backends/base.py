@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from halospec_tui.prompts import Prompt
+
 
 class BackendUnavailable(RuntimeError):
     """The server did not answer its health check (exit 3 in the CLI)."""
@@ -71,13 +73,6 @@ def verify_steps(predicted_n: int, accepted: int) -> int | None:
     """Verify steps from llama-server's per-reply counters (None when they make no sense)."""
     steps = predicted_n - accepted - 1
     return steps if steps > 0 else None
-
-
-@dataclass
-class Prompt:
-    id: str
-    category: str
-    text: str
 
 
 class DraftChannelError(RuntimeError):

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from halospec_tui import modes
 from halospec_tui.profile import Profile
 
 PROBE_TIMEOUT_S = 0.5
@@ -257,7 +258,7 @@ def profile_for(found: Found, base: Profile | None = None) -> Profile:
         p.request.model = found.model
     if found.channel == "none":
         # the server's k is fixed: one mode at that k, not nine measurements of one configuration
-        p.run.modes = [f"fixed_{found.k_guess or 3}"]
+        p.run.modes = [modes.fixed(found.k_guess or 3)]
     return p
 
 

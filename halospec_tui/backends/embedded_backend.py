@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from halospec_tui.backends.base import BackendUnavailable, Prompt
+from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
 from halospec_tui.profile import Profile
+from halospec_tui.prompts import Prompt
 
 
 class EmbeddedBackend(OpenAICompatBackend):

@@ -35,11 +35,12 @@ from typing import IO, Any
 
 import httpx
 
+from halospec_tui import modes
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
 from halospec_tui.procs.children import Child, spawn
-from halospec_tui.profile import BackendSettings, Profile, parse_mode
+from halospec_tui.profile import BackendSettings, Profile
 
 # where each n-gram type takes its draft length (tokens drafted per step)
 _NGRAM_SIZE_FLAGS = {
@@ -324,7 +325,7 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         """The draft length the first mode needs first (its k, or its controller's warmup k)."""
         if self.draft_channel in ("request", "none"):
             return None
-        kind, k = parse_mode(self.profile.run.modes[0])
+        kind, k = modes.parse(self.profile.run.modes[0])
         if k is not None:
             return k
         ctl = getattr(self.profile.controller, kind, None)

@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from halospec_tui.backends.base import Prompt, Reply
+from halospec_tui.backends.base import Reply
 from halospec_tui.backends.openai_compat import OpenAICompatBackend, parse_reply
+from halospec_tui.prompts import Prompt
 
 # stats key (LM Studio, seconds or counts) -> timings key (llama-server, ms or counts)
 _SECONDS = {"time_to_first_token": "prompt_ms", "generation_time": "predicted_ms"}

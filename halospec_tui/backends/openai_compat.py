@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 
-from halospec_tui.backends.base import BackendUnavailable, Prompt, Reply
+from halospec_tui.backends.base import BackendUnavailable, Reply
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.wire import Posted, Poster, WireError, direct_http
 from halospec_tui.profile import Profile
+from halospec_tui.prompts import Prompt
 
 
 def reply_text(body: dict[str, Any]) -> str:

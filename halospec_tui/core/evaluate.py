@@ -35,11 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from halospec_tui import modes as modes_mod
+from halospec_tui.controllers.registry import NEW_CONTROLLERS
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core.events import StepRow
 from halospec_tui.core.stats import percentile_nearest_rank
 from halospec_tui.core.tables import text_table
-from halospec_tui.profile import Profile, parse_mode
+from halospec_tui.modes import fixed_k, is_fixed
+from halospec_tui.profile import Profile
 
 EVALUATION_VERSION = 1
 
@@ -85,21 +88,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), nd)
-
-
-def is_fixed(mode: str) -> bool:
-    return mode.startswith("fixed_")
-
-
-def fixed_k(mode: str) -> int:
-    return int(mode.split("_", 1)[1])
-
-
-def controller_of(mode: str) -> str:
-    try:
-        return parse_mode(mode)[0]
-    except ValueError:
-        return mode
 
 
 def applies(modes: Sequence[str]) -> bool:
@@ -447,11 +435,9 @@ def evaluation_profile(profile: Profile) -> Profile:
 
     p = copy.deepcopy(profile)
     adaptive = [m for m in p.run.modes if not is_fixed(m)] or [
-        "adaptive:model",
-        "adaptive:bandit",
-        "adaptive:heuristic",
+        modes_mod.adaptive(name) for name in NEW_CONTROLLERS
     ]
-    p.run.modes = [f"fixed_{k}" for k in sorted(p.scenario.fixed_k)] + adaptive
+    p.run.modes = [modes_mod.fixed(k) for k in sorted(p.scenario.fixed_k)] + adaptive
     steps = p.scenario.steps or max(p.run.steps_fixed, p.run.steps_adaptive)
     p.run.steps_fixed = p.run.steps_adaptive = steps
     if p.scenario.kind == "none":  # evaluate always applies the scenario hooks
@@ -523,14 +509,15 @@ def run_interleaved(
     them). Writes the run folder (results.csv, responses.jsonl, summary.json with
     "evaluation", profile.toml) and returns the summary."""
     from halospec_tui.backends.factory import make_backend
-    from halospec_tui.core.controllers import make_controller
-    from halospec_tui.core.controllers.base import Observation
+    from halospec_tui.controllers.base import Observation
+    from halospec_tui.controllers.registry import make_controller
     from halospec_tui.core.events import StepResult
     from halospec_tui.core.load import CpuSampler, LoadInjector
-    from halospec_tui.core.prompts import PromptSchedule, load_prompts
     from halospec_tui.core.results import ResultsWriter, write_json
     from halospec_tui.core.runner import step_row
+    from halospec_tui.core.scenario import PromptSchedule
     from halospec_tui.core.stats import summarize_mode
+    from halospec_tui.profile import load_prompts
 
     shared = None  # on the embedded engine: one engine for every mode, a stream per mode
     new_backend: Callable[[Profile, str], Any]
@@ -566,12 +553,12 @@ def run_interleaved(
     try:
         if shared is not None:
             shared.start(timeout=max(15.0, p.backend.health_timeout_s))
-        controllers = {m: make_controller(m, p) for m in modes}
+        controllers = {m: make_controller(m, p.controller) for m in modes}
         for m in modes:
             b = new_backend(p, m)
             b.start()
-            kind, _ = parse_mode(m)
-            b.prepare_mode(m, controllers[m].warmup_k if kind == "fixed" else None)
+            kind, _ = modes_mod.parse(m)
+            b.prepare_mode(m, controllers[m].warmup_k if kind == modes_mod.FIXED else None)
             backends[m] = b
         for m in modes:  # warmup, as the runner does it
             lat = []

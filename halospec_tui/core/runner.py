@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from halospec_tui import modes
 from halospec_tui.backends.base import Backend, Reply
 from halospec_tui.backends.metrics import delta
+from halospec_tui.controllers.base import Controller, Observation
+from halospec_tui.controllers.registry import make_controller
 from halospec_tui.core import evaluate as evaluate_mod
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core import verdict
-from halospec_tui.core.controllers import make_controller
-from halospec_tui.core.controllers.base import Controller, Observation
 from halospec_tui.core.events import (
     ControllerDecision,
     EventBus,
@@ -37,9 +38,9 @@ from halospec_tui.core.events import (
     WarmupDone,
     WarmupStep,
 )
-from halospec_tui.core.prompts import PromptSchedule
+from halospec_tui.core.scenario import PromptSchedule
 from halospec_tui.core.stats import pick_winner, summarize_mode
-from halospec_tui.profile import Profile, parse_mode
+from halospec_tui.profile import Profile
 
 
 class Cancelled(Exception):
@@ -222,8 +223,8 @@ class Runner:
 
     def _run_mode(self, index: int, mode: str, count: int) -> None:
         p = self.profile
-        controller = make_controller(mode, p)
-        kind, _ = parse_mode(mode)
+        controller = make_controller(mode, p.controller)
+        kind, _ = modes.parse(mode)
         steps = p.steps_for(mode)
         self.bus.publish(
             ModeStarted(
@@ -236,7 +237,7 @@ class Runner:
             )
         )
         self._mode = mode
-        self.backend.prepare_mode(mode, controller.warmup_k if kind == "fixed" else None)
+        self.backend.prepare_mode(mode, controller.warmup_k if kind == modes.FIXED else None)
         metrics_before: dict[str, float] | None = None
         rows: list[StepRow] = []
         try:
@@ -293,7 +294,7 @@ class Runner:
         load_seen = False
         phase = ""
         prev_k: int | None = None
-        fixed = controller.name == "fixed"
+        fixed = controller.name == modes.FIXED
         warmup = p.run.warmup
         overhead = self.controller_ms.setdefault(mode, [])
         for step in range(1, steps + 1):

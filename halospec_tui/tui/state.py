@@ -29,6 +29,8 @@ from halospec_tui.core.events import (
     WarmupDone,
     WarmupStep,
 )
+from halospec_tui.core.stats import nearest_rank
+from halospec_tui.modes import FIXED
 
 HISTORY = 512  # points per sparkline: more than any pane is wide
 PCT_WINDOW = 8192  # latencies kept for the live p50/p95 (exact until a mode is longer)
@@ -43,15 +45,6 @@ CHANNEL_TEXT = {
     "restart": "server restart per k",
     "none": "not applied (channel none)",
 }
-
-
-def nearest_rank(sorted_values: list[float], p: float) -> float | None:
-    """HaloSpec's percentile: idx = ceil(p/100 * n) - 1 over sorted values."""
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    idx = min(max(math.ceil((p / 100.0) * n) - 1, 0), n - 1)
-    return sorted_values[idx]
 
 
 def fmt_num(v: float | None, nd: int = 1, unit: str = "") -> str:
@@ -309,7 +302,7 @@ class MonitorState:
         if self.mode is None or self.mode.name != row.mode:  # joined mid-mode
             self.mode = ModeView(row.mode, 0, len(self.modes) or 1, row.step, 0, self.ctl_kind)
         self.mode.add(row)
-        if self.ctl_kind == "fixed" or self.ctl_k is None:
+        if self.ctl_kind == FIXED or self.ctl_k is None:
             self.ctl_k = row.draft_length
         self.dirty.update(("charts", "progress", "controller"))
         if self.paused:  # "paused before step N" moves when the step in flight lands

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 import time
 
-from halospec_tui.backends.base import Prompt, Reply
+from halospec_tui.backends.base import Reply
 from halospec_tui.profile import Profile
+from halospec_tui.prompts import Prompt
 
 
 def scripted_latency(k: int, n: int) -> float:

@@ -53,7 +53,8 @@ from typing import Any
 
 import numpy as np
 
-CATEGORIES = ("code", "prose", "math", "json")
+from halospec_tui.prompts import CATEGORIES
+
 DEFAULT_ALPHAS: dict[str, float] = {"code": 0.85, "prose": 0.72, "math": 0.78, "json": 0.9}
 
 WORK_DIM = 128  # one draft work unit: a WORK_DIM x WORK_DIM int64 mat-vec, split over the pool

@@ -22,9 +22,9 @@ import httpx
 
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.procs.children import Child, python_child_cmd, spawn
+from halospec_tui.prompts import CATEGORIES
 
 MODULE = "halospec_tui.backends.embedded"
-_CATEGORIES = ("code", "prose", "math", "json")
 
 
 class EmbeddedServer:
@@ -102,7 +102,7 @@ class EmbeddedServer:
         ]
         if self.ignore_request_n_max:
             a.append("--ignore-request-n-max")
-        for cat in _CATEGORIES:
+        for cat in CATEGORIES:
             if self.alphas[cat] is not None:
                 a += [f"--alpha-{cat}", repr(float(self.alphas[cat]))]  # type: ignore[arg-type]
         for flag, value in (

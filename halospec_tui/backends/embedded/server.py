@@ -33,9 +33,10 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from halospec_tui.backends.embedded.engine import CATEGORIES, MAX_TOKENS_CAP, Engine
+from halospec_tui.backends.embedded.engine import MAX_TOKENS_CAP, Engine
 from halospec_tui.exitcodes import ExitCode
 from halospec_tui.procs.children import watch_parent
+from halospec_tui.prompts import CATEGORIES
 
 DEFAULT_MODEL = "embedded-spec"
 DEFAULT_MAX_TOKENS = 128
