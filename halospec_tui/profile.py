@@ -26,6 +26,7 @@ import tomli_w
 
 from halospec_tui import modes as modes_mod
 from halospec_tui import prompts as prompts_mod
+from halospec_tui.backends.registry import AUTO, CHANNELS, KINDS
 from halospec_tui.controllers.registry import REGISTRY
 from halospec_tui.prompts import CATEGORIES, Prompt
 from halospec_tui.settings import setting
@@ -34,26 +35,6 @@ HALOSPEC_PROMPT = (
     "Explain speculative decoding in exactly ONE sentence. "
     "Start immediately with the definition (no preface)."
 )
-BACKEND_KINDS = (
-    "embedded",
-    "openai",
-    "lemonade",
-    "llamacpp",
-    "llamacpp-managed",
-    "vllm",
-    "lmstudio",
-)
-DRAFT_CHANNELS = ("auto", "request", "reload", "pool", "restart", "none")
-# the draft channels each backend kind can use; the first is what `auto` means
-KIND_CHANNELS: dict[str, tuple[str, ...]] = {
-    "embedded": ("request", "none"),
-    "openai": ("request", "none"),
-    "llamacpp": ("request", "none"),
-    "lemonade": ("reload", "request", "none"),
-    "llamacpp-managed": ("pool", "restart", "request", "none"),
-    "vllm": ("none", "request"),
-    "lmstudio": ("none", "request"),
-}
 
 
 class ProfileError(ValueError):
@@ -91,9 +72,9 @@ class RequestSettings:
 
 @dataclass
 class BackendSettings:
-    kind: str = setting("embedded", choices=BACKEND_KINDS)
+    kind: str = setting("embedded", choices=tuple(KINDS))
     url: str = setting("", doc="base URL; empty = the kind's default")
-    draft_channel: str = setting("auto", choices=DRAFT_CHANNELS)
+    draft_channel: str = setting("auto", choices=(AUTO, *CHANNELS))
     api_key_env: str = setting("", doc="environment variable holding the API key")
     n_max_key: str = setting("speculative.n_max")
     n_min_key: str = setting("speculative.n_min")
@@ -336,8 +317,8 @@ def validate(p: Profile) -> None:
     if len(set(p.run.modes)) != len(p.run.modes):
         raise ProfileError("run.modes: expected each mode once")
     b = p.backend
-    channels = KIND_CHANNELS[b.kind]
-    if b.draft_channel != "auto" and b.draft_channel not in channels:
+    channels = KINDS[b.kind].channels
+    if b.draft_channel != AUTO and b.draft_channel not in channels:
         raise ProfileError(
             f"backend.draft_channel: {b.kind} supports {', '.join(channels)} "
             f"(or auto), got {b.draft_channel!r}"

@@ -38,8 +38,7 @@ class Session:
         self.profile = profile
         self.run_dir = run_dir
         self.backend = backend
-        if hasattr(backend, "set_run_dir"):  # managed servers keep their logs in the run folder
-            backend.set_run_dir(run_dir)
+        backend.set_run_dir(run_dir)  # managed servers keep their logs in the run folder
         self.bus = EventBus()
         self.writer = ResultsWriter(run_dir)
         self.bus.subscribe(self.writer, inline=True)

@@ -11,6 +11,7 @@ import pytest
 
 from halospec_tui import modes
 from halospec_tui import profile as P
+from halospec_tui.backends.registry import KINDS, kinds_reference
 from halospec_tui.controllers.registry import REGISTRY
 from tests.conftest import ROOT
 
@@ -93,14 +94,19 @@ def test_bad_profiles_raise_one_line_naming_file_and_key(
     assert "\n" not in msg
 
 
-def test_controller_tables_come_from_the_registry() -> None:
-    """One registry entry is all a controller needs: the profile's [controller.NAME] tables
-    and the modes it accepts."""
+def test_controller_and_backend_tables_come_from_the_registries() -> None:
+    """One registry entry is all a controller or a backend kind needs: the profile's
+    [controller.NAME] tables, the modes it accepts and the kinds and channels it checks."""
     fields = {f.name: f.type for f in dataclasses.fields(P.ControllerSettings)}
     assert fields == {name: entry.settings for name, entry in REGISTRY.items()}
     assert isinstance(P.Profile().controller.bandit, REGISTRY["bandit"].settings)
     for name in REGISTRY:
         P.from_dict({"run": {"modes": [f"adaptive:{name}"]}})
+    kind_field = next(f for f in dataclasses.fields(P.BackendSettings) if f.name == "kind")
+    assert kind_field.metadata["choices"] == tuple(KINDS)
+    for kind, entry in KINDS.items():
+        for channel in ("auto", *entry.channels):
+            P.from_dict({"backend": {"kind": kind, "draft_channel": channel}})
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -134,6 +140,8 @@ def test_toml_is_plain() -> None:
 
 
 def test_settings_reference_in_docs_is_current() -> None:
-    """docs/profiles.md lists every setting with its default (regenerate: scripts/gen_profile_docs.py)."""
+    """docs/profiles.md lists every setting with its default and every backend kind
+    (regenerate: scripts/gen_profile_docs.py)."""
     doc = (ROOT / "docs" / "profiles.md").read_text(encoding="utf-8")
     assert P.settings_reference() in doc
+    assert kinds_reference() in doc

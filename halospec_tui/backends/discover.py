@@ -8,7 +8,8 @@ so a machine with nothing listening answers at once and a hung server costs at m
 timeout. Nothing is generated: no completion request is sent and no model gets loaded.
 
 Addresses probed by default: Lemonade (13305, and 8000 before v10.1), llama-server (8080),
-vLLM (8000) and LM Studio (1234). Port 8000 is probed once; its answers say which it is.
+vLLM (8000) and LM Studio (1234): the default URLs of backends/registry.py. Port 8000 is
+probed once; its answers say which it is.
 `halospec-tui --discover [--address URL ...] [--pick N --write FILE]` is the command line.
 """
 
@@ -26,14 +27,16 @@ from typing import Any
 import httpx
 
 from halospec_tui import modes
+from halospec_tui.backends.metrics import parse_spec_metrics
+from halospec_tui.backends.registry import KINDS
 from halospec_tui.profile import Profile
 
 PROBE_TIMEOUT_S = 0.5
 DEFAULT_ADDRESSES: tuple[str, ...] = (
-    "http://localhost:13305",  # Lemonade (v10.1.0 on)
-    "http://localhost:8000",  # Lemonade before v10.1.0, vLLM
-    "http://127.0.0.1:8080",  # llama-server
-    "http://localhost:1234",  # LM Studio
+    KINDS["lemonade"].default_url,  # Lemonade (v10.1.0 on)
+    KINDS["vllm"].default_url,  # vLLM, and Lemonade before v10.1.0 (port 8000, probed once)
+    KINDS["llamacpp"].default_url,  # llama-server
+    KINDS["lmstudio"].default_url,  # LM Studio
 )
 PROBE_PATHS = (
     "/api/v1/health",
@@ -204,8 +207,6 @@ def classify(url: str, answers: dict[str, tuple[int, Any, str] | None]) -> Found
 
 
 def _k_from_metrics(text: str) -> int | None:
-    from halospec_tui.backends.metrics import parse_spec_metrics
-
     m = parse_spec_metrics(text)
     if m.get("drafts"):
         return max(1, round(m.get("draft_tokens", 0.0) / m["drafts"]))

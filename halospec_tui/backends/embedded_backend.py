@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halospec_tui.backends.base import BackendUnavailable
+from halospec_tui.backends.embedded.launcher import EmbeddedServer
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
-from halospec_tui.profile import Profile
 from halospec_tui.prompts import Prompt
+
+if TYPE_CHECKING:
+    from halospec_tui.profile import Profile
 
 
 class EmbeddedBackend(OpenAICompatBackend):
@@ -43,8 +46,6 @@ class EmbeddedBackend(OpenAICompatBackend):
         return body
 
     def start(self) -> None:
-        from halospec_tui.backends.embedded.launcher import EmbeddedServer
-
         if self.attached:
             super().start()
             return

@@ -31,16 +31,19 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import httpx
+import psutil
 
-from halospec_tui import modes
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
 from halospec_tui.procs.children import Child, spawn
-from halospec_tui.profile import BackendSettings, Profile
+
+if TYPE_CHECKING:
+    from halospec_tui.profile import BackendSettings, Profile
+from halospec_tui import modes
 
 # where each n-gram type takes its draft length (tokens drafted per step)
 _NGRAM_SIZE_FLAGS = {
@@ -249,8 +252,6 @@ class LlamaServer:
         if self.child is None:
             return None
         try:
-            import psutil
-
             kids = psutil.Process(self.child.pid).children()
             return kids[0].pid if kids else None
         except Exception:

@@ -58,8 +58,7 @@ class LMStudioBackend(OpenAICompatBackend):
     kind = "lmstudio"
     chat_path = "/api/v0/chat/completions"
     health_paths = ("/api/v0/models", "/v1/models")
-    metrics_path = "/metrics"  # LM Studio has none: the verdict rests on per-reply stats
-    default_url = "http://localhost:1234"
+    server_metrics = False  # LM Studio has no /metrics: the verdict rests on per-reply stats
 
     def request_body(self, prompt: Prompt, k: int) -> dict[str, Any]:
         body = super().request_body(prompt, k)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from halospec_tui import modes as modes_mod
+from halospec_tui.backends.base import Backend, Reply
 from halospec_tui.controllers.registry import NEW_CONTROLLERS
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core.events import StepRow
@@ -43,6 +44,7 @@ from halospec_tui.core.stats import percentile_nearest_rank
 from halospec_tui.core.tables import text_table
 from halospec_tui.modes import fixed_k, is_fixed
 from halospec_tui.profile import Profile
+from halospec_tui.prompts import Prompt
 
 EVALUATION_VERSION = 1
 
@@ -452,25 +454,40 @@ def evaluation_profile(profile: Profile) -> Profile:
     return p
 
 
-class FreshBackend:
+class FreshBackend(Backend):
     """A backend that is rebuilt before every mode after the first (scenario.fresh_backend):
     each mode meets a new embedded engine, so its request i draws the same acceptance as every
     other mode's request i (with scenario.unique_prompts). Everything else is the wrapped
-    backend's."""
+    backend's; the notifier and the run folder carry over to each new one."""
 
-    def __init__(self, profile: Profile, make: Callable[[Profile], Any]) -> None:
+    def __init__(self, profile: Profile, make: Callable[[Profile], Backend]) -> None:
         self._profile, self._make = profile, make
         self._inner = make(profile)
         self._modes = 0
-        self._notifier: Any = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    @property  # type: ignore[override]
+    def kind(self) -> str:
+        return self._inner.kind
 
-    def set_notifier(self, fn: Any) -> None:
-        self._notifier = fn
-        if hasattr(self._inner, "set_notifier"):
-            self._inner.set_notifier(fn)
+    @property  # type: ignore[override]
+    def draft_channel(self) -> str:
+        return self._inner.draft_channel
+
+    @property  # type: ignore[override]
+    def model(self) -> str:
+        return self._inner.model
+
+    @property  # type: ignore[override]
+    def url(self) -> str:
+        return self._inner.url
+
+    def set_notifier(self, notify: Callable[[str, str], None] | None) -> None:
+        super().set_notifier(notify)
+        self._inner.set_notifier(notify)
+
+    def set_run_dir(self, run_dir: Any) -> None:
+        super().set_run_dir(run_dir)
+        self._inner.set_run_dir(run_dir)
 
     def start(self) -> None:
         self._inner.start()
@@ -480,10 +497,22 @@ class FreshBackend:
         if self._modes > 1:
             self._inner.close()
             self._inner = self._make(self._profile)
-            if self._notifier is not None and hasattr(self._inner, "set_notifier"):
-                self._inner.set_notifier(self._notifier)
+            self._inner.set_notifier(self._notify)
+            self._inner.set_run_dir(self.run_dir)
             self._inner.start()
         self._inner.prepare_mode(mode, k)
+
+    def complete(self, prompt: Prompt, k: int) -> Reply:
+        return self._inner.complete(prompt, k)
+
+    def metrics(self) -> dict[str, float] | None:
+        return self._inner.metrics()
+
+    def mode_evidence(self) -> dict[str, Any]:
+        return self._inner.mode_evidence()
+
+    def describe(self) -> str:
+        return self._inner.describe()
 
     def close(self) -> None:
         self._inner.close()

@@ -80,8 +80,7 @@ class Runner:
         self.summary: dict[str, Any] | None = None
         self._warned_identical = False
         self._mode = ""
-        if hasattr(backend, "set_notifier"):  # backends speak through Notices too
-            backend.set_notifier(self._backend_notice)
+        backend.set_notifier(self._backend_notice)  # backends speak through Notices too
 
     def _backend_notice(self, level: str, text: str) -> None:
         self.bus.publish(Notice(level, text, self._mode))
@@ -371,12 +370,10 @@ class Runner:
         ctl = self.controller_ms.get(mode) or []
         summary["controller_ms_per_step"] = round(sum(ctl) / len(ctl), 4) if ctl else None
         metrics_delta = delta(metrics_before, self.backend.metrics())
-        channel_evidence = None
-        if hasattr(self.backend, "mode_evidence"):
-            try:
-                channel_evidence = self.backend.mode_evidence() or None
-            except Exception as e:  # proof is best effort; never lose the mode over it
-                channel_evidence = {"error": f"{e.__class__.__name__}: {e}"}
+        try:
+            channel_evidence = self.backend.mode_evidence() or None
+        except Exception as e:  # proof is best effort; never lose the mode over it
+            channel_evidence = {"error": f"{e.__class__.__name__}: {e}"}
         summary["draft_control"] = verdict.mode_verdict(
             rows, self.backend.draft_channel, metrics_delta, channel_evidence
         )

@@ -30,8 +30,11 @@ from textual.screen import Screen
 
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.core.events import Event
+from halospec_tui.core.results import ResultsFileError, export
 from halospec_tui.exitcodes import ExitCode
+from halospec_tui.procs import children
 from halospec_tui.profile import Profile, ProfileError
+from halospec_tui.session import Session
 from halospec_tui.tui.messages import (
     BackendFailed,
     EventsBatch,
@@ -41,6 +44,7 @@ from halospec_tui.tui.messages import (
     RunEnded,
 )
 from halospec_tui.tui.pump import EventPump
+from halospec_tui.tui.report import load_report
 from halospec_tui.tui.screens.discover import DiscoverScreen
 from halospec_tui.tui.screens.export import ExportScreen
 from halospec_tui.tui.screens.help import HelpScreen
@@ -104,9 +108,9 @@ class MonitorApp(App[None]):
         if session is not None:
             s, b = self.state, session.backend
             s.profile = session.profile.name
-            s.backend = getattr(b, "kind", session.profile.backend.kind)
-            s.draft_channel = getattr(b, "draft_channel", "")
-            s.model = getattr(b, "model", "") or session.profile.request.model
+            s.backend = b.kind or session.profile.backend.kind
+            s.draft_channel = b.draft_channel
+            s.model = b.model or session.profile.request.model
             s.run_dir = str(session.run_dir)
             s.modes = tuple(session.profile.run.modes)
             s.total_steps = session.profile.total_steps()
@@ -204,8 +208,6 @@ class MonitorApp(App[None]):
         self.pump.stop()
         if not self.show_summary:
             return
-        from halospec_tui.tui.report import load_report
-
         if summary is None:
             with contextlib.suppress(Exception):
                 summary = s.final_summary()
@@ -270,8 +272,6 @@ class MonitorApp(App[None]):
 
     @work(thread=True, group="export", exit_on_error=False)
     def _export(self, dest: Path) -> None:
-        from halospec_tui.core.results import export
-
         try:
             paths = export(self.session.run_dir, dest, self.session.profile)
         except Exception as e:
@@ -387,8 +387,6 @@ def _err(text: str) -> None:
 
 def run_monitor(profile: Profile, out: str | None = None, *, backend: Any = None) -> int:
     """Open the monitor on a new run of `profile`; returns the process exit status."""
-    from halospec_tui.session import Session
-
     try:
         session = Session.create(profile, out, backend=backend)
     except ProfileError as e:
@@ -411,8 +409,6 @@ def run_monitor(profile: Profile, out: str | None = None, *, backend: Any = None
     if t is not None and t.is_alive():
         # a request that ignores cancellation: the files are closed and every child stopped,
         # so leave now rather than wait for its timeout at interpreter exit
-        from halospec_tui.procs import children
-
         _err("the step in flight did not end; leaving it behind (files are complete)")
         children.stop_all()
         sys.stdout.flush()
@@ -438,9 +434,6 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 def run_report(path: Path) -> int:
     """Open the summary screen for a run folder or a results CSV (ours or HaloSpec's)."""
-    from halospec_tui.core.results import ResultsFileError
-    from halospec_tui.tui.report import load_report
-
     try:
         data = load_report(path)
     except (ResultsFileError, ProfileError) as e:
