@@ -28,7 +28,7 @@ from halospec_tui import modes
 from halospec_tui import profile as profile_mod
 from halospec_tui.controllers.base import Observation
 from halospec_tui.controllers.registry import make_controller
-from halospec_tui.core.evaluate import evaluation_for_run
+from halospec_tui.core.evaluation.metrics import evaluation_for_run
 from halospec_tui.core.events import StepRow
 from halospec_tui.core.results import ResultsFileError, load_rows
 

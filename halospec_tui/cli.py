@@ -190,7 +190,8 @@ def cmd_evaluate(argv: list[str]) -> int:
             f"--seed: expected 0..{2**31 - args.runs} (seeds S..S+N-1), got {args.seed}",
             ExitCode.INPUT,
         )
-    from halospec_tui.core import evaluate as ev_mod
+    from halospec_tui import evaluation
+    from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
     from halospec_tui.core.events import ModeFinished, Notice
     from halospec_tui.headless import HeadlessPrinter
     from halospec_tui.session import new_run_dir
@@ -226,7 +227,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
         old = signal.signal(signal.SIGTERM, on_term)
         try:
-            result = ev_mod.run_evaluation(prof, out, args.runs, on_event=on_event)
+            result = evaluation.run_evaluation(prof, out, args.runs, on_event=on_event)
         finally:
             signal.signal(signal.SIGTERM, old)
     except profile_mod.ProfileError as e:
@@ -234,9 +235,9 @@ def cmd_evaluate(argv: list[str]) -> int:
     if not result.get("runs"):
         return _fail("no evaluation run finished", ExitCode.ERROR)
     print()
-    print(ev_mod.format_evaluation(result))
+    print(format_evaluation(result))
     print()
-    print(ev_mod.k_tracking_plots(result))
+    print(k_tracking_plots(result))
     print(f"evaluation: {out / 'evaluation.json'} (k-tracking plots: run-*/k_tracking.txt)")
     return ExitCode.OK
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from halospec_tui.core.evaluation.text import format_evaluation
 from halospec_tui.core.events import (
     Event,
     LoadChanged,
@@ -157,7 +158,5 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"winner (lowest score = avg + 0.5 p95 + 0.2 stddev): {winner or 'none (no ranked mode)'}"
     )
     if summary.get("evaluation"):  # several modes with an adaptive one: compare per segment
-        from halospec_tui.core.evaluate import format_evaluation
-
         lines += ["", "evaluation (docs/controllers.md):", format_evaluation(summary["evaluation"])]
     return "\n".join(lines)

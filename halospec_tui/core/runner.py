@@ -20,9 +20,9 @@ from halospec_tui.backends.base import Backend, Reply
 from halospec_tui.backends.metrics import delta
 from halospec_tui.controllers.base import Controller, Observation
 from halospec_tui.controllers.registry import make_controller
-from halospec_tui.core import evaluate as evaluate_mod
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core import verdict
+from halospec_tui.core.evaluation import metrics as eval_metrics
 from halospec_tui.core.events import (
     ControllerDecision,
     EventBus,
@@ -74,8 +74,8 @@ class Runner:
         self.mode_summaries: list[dict[str, Any]] = []
         # what the end-of-run evaluation table needs of every finished mode's rows (slim
         # records, and only when the run has such a table: every row is in results.csv)
-        self._keep_eval_rows = evaluate_mod.applies(profile.run.modes)
-        self.eval_rows: list[evaluate_mod.EvalRow] = []
+        self._keep_eval_rows = eval_metrics.applies(profile.run.modes)
+        self.eval_rows: list[eval_metrics.EvalRow] = []
         self.controller_ms: dict[str, list[float]] = {}  # per mode: decide+observe ms per step
         self.summary: dict[str, Any] | None = None
         self._warned_identical = False
@@ -205,7 +205,7 @@ class Runner:
     def _run_summary(self, cancelled: bool) -> dict[str, Any]:
         p = self.profile
         modes = self.mode_summaries
-        evaluation = evaluate_mod.evaluation_for_run(self.eval_rows, p, self.controller_ms)
+        evaluation = eval_metrics.evaluation_for_run(self.eval_rows, p, self.controller_ms)
         return {
             "modes": modes,
             "winner": pick_winner(modes, p.score.winner_among),
@@ -366,7 +366,7 @@ class Runner:
         p = self.profile
         summary = summarize_mode(mode, rows, p.score, p.score.convergence_window)
         if self._keep_eval_rows:
-            self.eval_rows.extend(evaluate_mod.EvalRow.of(r) for r in rows)
+            self.eval_rows.extend(eval_metrics.EvalRow.of(r) for r in rows)
         ctl = self.controller_ms.get(mode) or []
         summary["controller_ms_per_step"] = round(sum(ctl) / len(ctl), 4) if ctl else None
         metrics_delta = delta(metrics_before, self.backend.metrics())
