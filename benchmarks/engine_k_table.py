@@ -29,7 +29,7 @@ import httpx
 import psutil
 
 from halospec_tui.backends.embedded.launcher import EmbeddedServer
-from halospec_tui.core import procs
+from halospec_tui.procs import children as procs
 
 PROMPTS = {
     "prose": "Explain speculative decoding in exactly ONE sentence. "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from halospec_tui import modes
 from halospec_tui import profile as P
 from halospec_tui.backends.embedded.launcher import EmbeddedServer
 from halospec_tui.core.events import StepResult
@@ -31,7 +32,7 @@ from halospec_tui.session import Session
 
 def make_profile(steps: int, k: int, max_tokens: int) -> P.Profile:
     p = P.embedded_default()
-    p.run.modes = [f"fixed_{k}"]
+    p.run.modes = [modes.fixed(k)]
     p.run.warmup = 0
     p.run.steps_fixed = steps
     p.run.cooldown_s = 0.0

@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from halospec_tui import profile as P
-from halospec_tui.backends.base import Prompt
 from halospec_tui.backends.llamacpp import LlamaCppBackend
 from halospec_tui.backends.llamacpp_managed import LlamaServer, find_binary, find_model
+from halospec_tui.prompts import Prompt
 
 
 def pct(xs: list[float], p: float) -> float:

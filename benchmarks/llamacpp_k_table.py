@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from halospec_tui import modes
 from halospec_tui import profile as P
 from halospec_tui.headless import HeadlessPrinter
 from halospec_tui.session import Session
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     p = P.Profile(name="llamacpp-k-table")
-    p.run.modes = [f"fixed_{k}" for k in range(1, args.kmax + 1)] + (
-        ["adaptive"] if args.adaptive else []
+    p.run.modes = [modes.fixed(k) for k in range(1, args.kmax + 1)] + (
+        [modes.ADAPTIVE] if args.adaptive else []
     )
     p.run.warmup = args.warmup
     p.run.warmup_interval_s = 0.0

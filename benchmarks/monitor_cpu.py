@@ -38,11 +38,12 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from halospec_tui.backends.base import Prompt, Reply  # noqa: E402
+from halospec_tui.backends.base import Backend, Reply  # noqa: E402
 from halospec_tui.profile import Profile, embedded_default  # noqa: E402
+from halospec_tui.prompts import Prompt  # noqa: E402
 
 
-class SleepBackend:
+class SleepBackend(Backend):
     """Answers every request after `delay_s` of sleep, with fixed draft counters."""
 
     kind = "sleep"
@@ -54,9 +55,6 @@ class SleepBackend:
         self.delay_s = delay_s
 
     def start(self) -> None:
-        pass
-
-    def prepare_mode(self, mode: str, k: int | None) -> None:
         pass
 
     def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
@@ -73,9 +71,6 @@ class SleepBackend:
             draft_n=k * (32 - accepted - 1),
             draft_n_accepted=accepted,
         )
-
-    def metrics(self) -> dict[str, float] | None:
-        return None
 
     def close(self) -> None:
         pass

@@ -24,10 +24,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from halospec_tui import modes
 from halospec_tui import profile as profile_mod
-from halospec_tui.core.controllers import make_controller
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.evaluate import evaluation_for_run
+from halospec_tui.controllers.base import Observation
+from halospec_tui.controllers.registry import make_controller
+from halospec_tui.core.evaluation.metrics import evaluation_for_run
 from halospec_tui.core.events import StepRow
 from halospec_tui.core.results import ResultsFileError, load_rows
 
@@ -38,7 +39,7 @@ def load_trace(run_dir: Path) -> Trace:
     return {
         (r.draft_length, r.step): r
         for r in load_rows(run_dir / "results.csv")
-        if r.mode.startswith("fixed_") and r.success
+        if modes.is_fixed(r.mode) and r.success
     }
 
 
@@ -51,8 +52,8 @@ def replay(
     ks_fixed = sorted({k for k, _ in trace})
     steps = sorted({s for _, s in trace if all((k, s) in trace for k in ks_fixed)})
     prof = profile_mod.load(settings)
-    mode = f"adaptive:{controller}"
-    ctl = make_controller(mode, prof)
+    mode = modes.adaptive(controller)
+    ctl = make_controller(mode, prof.controller)
     played: list[int] = []
     rows = [trace[(k, s)] for k in ks_fixed for s in steps]
     for s in steps:

@@ -1,7 +1,13 @@
-"""Command line: argument parsing, exit codes; monitor or headless.
+"""Command line: subcommands, their arguments and exit codes; the monitor or headless output.
 
-Exit codes: 0 done, 1 internal error, 2 bad input (profile, arguments, results file),
-3 server not answering its health check, 130 interrupted (Ctrl+C / SIGTERM).
+    halospec-tui [run] [--profile FILE] [--out DIR] [--headless]   the sweep (the default)
+    halospec-tui report RUN_FOLDER_OR_CSV [--text]                  a finished run's summary
+    halospec-tui evaluate --profile FILE [--runs N] [--seed S]      every fixed k vs controllers
+    halospec-tui discover [--address URL] [--pick N --write FILE]   find local servers
+                                                                    (also: --discover)
+
+Exit codes: halospec_tui/exitcodes.py (0 done, 1 internal error, 2 bad input, 3 server not
+answering its health check, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -11,17 +17,29 @@ import contextlib
 import signal
 import sys
 import threading
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
+from halospec_tui.backends import discover as disc
+from halospec_tui.backends.base import BackendUnavailable
+from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
+from halospec_tui.core.events import Event, ModeFinished, Notice
+from halospec_tui.core.results import ResultsFileError, read_run
+from halospec_tui.discovered_profile import write_profile
+from halospec_tui.evaluation import run_evaluation
+from halospec_tui.exitcodes import ExitCode
+from halospec_tui.headless import HeadlessPrinter, format_summary
+from halospec_tui.procs import children
+from halospec_tui.session import Session, new_run_dir
 
-EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_SERVER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 STOP_GRACE_S = 5.0
 
 
-def _fail(msg: str, code: int) -> int:
+def _fail(msg: str, code: ExitCode) -> ExitCode:
     print(f"halospec-tui: {msg}", file=sys.stderr)
     return code
 
@@ -41,59 +59,154 @@ def resolve_profile(path: str | None) -> profile_mod.Profile:
     return profile_mod.apply_env(prof)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="halospec-tui",
-        description="Sweep speculative-decoding draft lengths against a local server and watch it live.",
-        epilog="subcommands: 'halospec-tui report RUN_FOLDER_OR_CSV' opens the summary of a finished run; "
-        "'halospec-tui evaluate --profile FILE [--runs N]' compares every fixed k and controller.",
+# --- arguments -----------------------------------------------------------------------------
+# Options the top level shares with a subcommand (`halospec-tui --profile X` is `run`, and
+# `--discover` is `discover`) default to SUPPRESS in the subcommand, so that a value given
+# before the subcommand's name is not overwritten by the subcommand's default.
+
+
+def _keep(default: Any, suppress: bool) -> Any:
+    return argparse.SUPPRESS if suppress else default
+
+
+def _run_options(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        default=_keep(None, suppress),
+        help="run profile (TOML); default profiles/default.toml",
     )
     ap.add_argument(
-        "--profile", metavar="FILE", help="run profile (TOML); default profiles/default.toml"
+        "--out",
+        metavar="DIR",
+        default=_keep(None, suppress),
+        help="run folder (default: <run.out_dir>/<timestamp>)",
     )
-    ap.add_argument("--out", metavar="DIR", help="run folder (default: <run.out_dir>/<timestamp>)")
     ap.add_argument(
         "--headless",
         action="store_true",
+        default=_keep(False, suppress),
         help="no monitor: print a line per step, then the summary",
     )
-    disc = ap.add_argument_group("finding a server")
-    disc.add_argument(
+
+
+def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False) -> None:
+    ap.add_argument(
+        "--pick",
+        type=int,
+        metavar="N",
+        default=_keep(None, suppress),
+        help="the server to write a profile for",
+    )
+    ap.add_argument(
+        "--write",
+        metavar="FILE",
+        default=_keep(None, suppress),
+        help="where (default profiles/discovered-KIND.toml)",
+    )
+    ap.add_argument(
+        "--address",
+        action="append",
+        metavar="URL",
+        default=_keep(None, suppress),
+        help="probe URL instead (repeatable)",
+    )
+    ap.add_argument(
+        "--probe-timeout",
+        type=float,
+        metavar="S",
+        default=_keep(disc.PROBE_TIMEOUT_S, suppress),
+        help=f"per probe ({disc.PROBE_TIMEOUT_S:g} s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="halospec-tui",
+        description="Sweep speculative-decoding draft lengths against a local server and watch "
+        "it live. Without a command: run.",
+    )
+    _run_options(ap)
+    disc_group = ap.add_argument_group(
+        "finding a server", "--discover [options] is the discover command"
+    )
+    disc_group.add_argument(
         "--discover",
         action="store_true",
         help="probe the usual local addresses (Lemonade, llama-server, vLLM, LM Studio), list "
         "what answers and write a profile for the one picked",
     )
-    disc.add_argument(
-        "--pick", type=int, metavar="N", help="with --discover: the server to write a profile for"
-    )
-    disc.add_argument(
-        "--write",
-        metavar="FILE",
-        help="with --discover: where (default profiles/discovered-KIND.toml)",
-    )
-    disc.add_argument(
-        "--address",
-        action="append",
-        metavar="URL",
-        help="with --discover: probe URL instead (repeatable)",
-    )
-    disc.add_argument(
-        "--probe-timeout",
-        type=float,
-        default=0.5,
-        metavar="S",
-        help="with --discover: per probe (0.5 s)",
-    )
+    _discover_options(disc_group)
     ap.add_argument("--version", action="version", version=f"halospec-tui {__version__}")
+    commands = ap.add_subparsers(dest="command", title="commands")
+
+    run = commands.add_parser(
+        "run",
+        help="the sweep, live in the monitor or --headless (the default command)",
+        description="Sweep the profile's modes against its backend and watch it live.",
+    )
+    _run_options(run, suppress=True)
+
+    report = commands.add_parser(
+        "report",
+        help="the summary of a finished run",
+        description="Open the summary screen of a finished run.",
+    )
+    report.add_argument("path", help="run folder or results CSV (ours or the original HaloSpec's)")
+    report.add_argument("--text", action="store_true", help="print the summary table instead")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="every fixed k and controller on a seeded scenario",
+        description="Run every fixed k (scenario.fixed_k) and every adaptive mode of the "
+        "profile on its scenario, seeded, and compare them per segment (docs/controllers.md).",
+    )
+    evaluate.add_argument(
+        "--profile",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="profile with a [scenario] section",
+    )
+    evaluate.add_argument(
+        "--out",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="folder (default: <run.out_dir>/eval-<time>)",
+    )
+    evaluate.add_argument(
+        "--runs", type=int, default=1, metavar="N", help="runs, seeds seed..seed+N-1"
+    )
+    evaluate.add_argument(
+        "--seed", type=int, metavar="S", help="first seed (default: the profile's run.seed)"
+    )
+    evaluate.add_argument("--steps", action="store_true", help="print a line per step")
+
+    discover = commands.add_parser(
+        "discover",
+        help="find local inference servers and write a profile for one",
+        description="Probe the usual local addresses (Lemonade, llama-server, vLLM, LM Studio), "
+        "list what answers and write a profile for the one picked.",
+    )
+    _discover_options(discover, suppress=True)
     return ap
 
 
-def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
-    from halospec_tui.backends.base import BackendUnavailable
-    from halospec_tui.headless import HeadlessPrinter, format_summary
-    from halospec_tui.session import Session
+# --- run -------------------------------------------------------------------------------------
 
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        prof = resolve_profile(args.profile)
+        if args.headless:
+            return run_headless(prof, args.out)
+        from halospec_tui.tui.app import run_monitor  # textual: only for the monitor
+
+        return run_monitor(prof, args.out)
+    except profile_mod.ProfileError as e:
+        return _fail(str(e), ExitCode.INPUT)
+
+
+def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     session = Session.create(prof, out)
     session.bus.subscribe(HeadlessPrinter())
     interrupted = threading.Event()
@@ -127,73 +240,49 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
             signal.signal(s, h)
     err = outcome.get("error")
     if isinstance(err, BackendUnavailable):
-        return _fail(f"server not answering: {err.url} ({err.reason})", EXIT_SERVER)
+        return _fail(f"server not answering: {err.url} ({err.reason})", ExitCode.SERVER)
     print()
     print(format_summary(summary or {}))
     print(f"results: {session.run_dir}")
     if interrupted.is_set():
         print("interrupted: the summary covers the steps that finished", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if err is not None:
         if isinstance(err, profile_mod.ProfileError):
-            return _fail(str(err), EXIT_INPUT)
-        import traceback
-
+            return _fail(str(err), ExitCode.INPUT)
         traceback.print_exception(err)
-        return _fail(f"internal error: {err.__class__.__name__}: {err}", EXIT_ERROR)
-    return EXIT_OK
+        return _fail(f"internal error: {err.__class__.__name__}: {err}", ExitCode.ERROR)
+    return ExitCode.OK
 
 
-def cmd_report(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(
-        prog="halospec-tui report", description="Open the summary screen of a finished run."
-    )
-    ap.add_argument("path", help="run folder or results CSV (ours or the original HaloSpec's)")
-    ap.add_argument("--text", action="store_true", help="print the summary table instead")
-    args = ap.parse_args(argv)
-    from halospec_tui.core.results import ResultsFileError, read_run
+# --- report ----------------------------------------------------------------------------------
 
+
+def cmd_report(args: argparse.Namespace) -> int:
     try:
         _, summary = read_run(Path(args.path))
     except ResultsFileError as e:
-        return _fail(str(e), EXIT_INPUT)
+        return _fail(str(e), ExitCode.INPUT)
     if args.text or not sys.stdout.isatty():
-        from halospec_tui.headless import format_summary
-
         print(format_summary(summary))
-        return EXIT_OK
-    from halospec_tui.tui.app import run_report
+        return ExitCode.OK
+    from halospec_tui.tui.app import run_report  # textual: only for the screen
 
     return run_report(Path(args.path))
 
 
-def cmd_evaluate(argv: list[str]) -> int:
+# --- evaluate --------------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
     """Every fixed k and every listed controller on the profile's scenario, N seeded runs."""
-    ap = argparse.ArgumentParser(
-        prog="halospec-tui evaluate",
-        description="Run every fixed k (scenario.fixed_k) and every adaptive mode of the "
-        "profile on its scenario, seeded, and compare them per segment (docs/controllers.md).",
-    )
-    ap.add_argument("--profile", metavar="FILE", help="profile with a [scenario] section")
-    ap.add_argument("--out", metavar="DIR", help="folder (default: <run.out_dir>/eval-<time>)")
-    ap.add_argument("--runs", type=int, default=1, metavar="N", help="runs, seeds seed..seed+N-1")
-    ap.add_argument(
-        "--seed", type=int, metavar="S", help="first seed (default: the profile's run.seed)"
-    )
-    ap.add_argument("--steps", action="store_true", help="print a line per step")
-    args = ap.parse_args(argv)
     if args.runs < 1:
-        return _fail(f"--runs: expected at least 1, got {args.runs}", EXIT_INPUT)
+        return _fail(f"--runs: expected at least 1, got {args.runs}", ExitCode.INPUT)
     if args.seed is not None and not 0 <= args.seed <= 2**31 - args.runs:
         return _fail(
             f"--seed: expected 0..{2**31 - args.runs} (seeds S..S+N-1), got {args.seed}",
-            EXIT_INPUT,
+            ExitCode.INPUT,
         )
-    from halospec_tui.core import evaluate as ev_mod
-    from halospec_tui.core.events import ModeFinished, Notice
-    from halospec_tui.headless import HeadlessPrinter
-    from halospec_tui.session import new_run_dir
-
     try:
         prof = resolve_profile(args.profile)
         if args.seed is not None:
@@ -203,73 +292,119 @@ def cmd_evaluate(argv: list[str]) -> int:
         else:
             stamp = new_run_dir(prof.run.out_dir)
             out = stamp.with_name(f"eval-{stamp.name}")
-        printer = HeadlessPrinter() if args.steps else None
-
-        def on_event(e: Any) -> None:
-            if printer is not None:
-                printer(e)
-            elif isinstance(e, ModeFinished):
-                s = e.summary
-                tps = s.get("tokens_per_s")
-                print(
-                    f"   {e.mode:>20}: {s.get('steps', 0)} steps, "
-                    f"{'-' if tps is None else f'{tps:.1f}'} tok/s, "
-                    f"k {s.get('k_values', {}).get('mean') or 0:.2f} mean",
-                    flush=True,
-                )
-            elif isinstance(e, Notice) and e.level == "error":
-                print(f"   !! {e.text}", flush=True)
+        on_event = HeadlessPrinter() if args.steps else _print_mode_lines
 
         def on_term(signum: int, frame: Any) -> None:  # SIGTERM as Ctrl+C: stop cleanly
             raise KeyboardInterrupt
 
         old = signal.signal(signal.SIGTERM, on_term)
         try:
-            result = ev_mod.run_evaluation(prof, out, args.runs, on_event=on_event)
+            result = run_evaluation(prof, out, args.runs, on_event=on_event)
         finally:
             signal.signal(signal.SIGTERM, old)
     except profile_mod.ProfileError as e:
-        return _fail(str(e), EXIT_INPUT)
+        return _fail(str(e), ExitCode.INPUT)
     if not result.get("runs"):
-        return _fail("no evaluation run finished", EXIT_ERROR)
+        return _fail("no evaluation run finished", ExitCode.ERROR)
     print()
-    print(ev_mod.format_evaluation(result))
+    print(format_evaluation(result))
     print()
-    print(ev_mod.k_tracking_plots(result))
+    print(k_tracking_plots(result))
     print(f"evaluation: {out / 'evaluation.json'} (k-tracking plots: run-*/k_tracking.txt)")
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def _print_mode_lines(e: Event) -> None:
+    """evaluate without --steps: a line per finished mode, and errors."""
+    if isinstance(e, ModeFinished):
+        s = e.summary
+        tps = s.get("tokens_per_s")
+        print(
+            f"   {e.mode:>20}: {s.get('steps', 0)} steps, "
+            f"{'-' if tps is None else f'{tps:.1f}'} tok/s, "
+            f"k {s.get('k_values', {}).get('mean') or 0:.2f} mean",
+            flush=True,
+        )
+    elif isinstance(e, Notice) and e.level == "error":
+        print(f"   !! {e.text}", flush=True)
+
+
+# --- discover --------------------------------------------------------------------------------
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    return run_discover(
+        addresses=args.address, pick=args.pick, write=args.write, timeout=args.probe_timeout
+    )
+
+
+def run_discover(
+    *,
+    addresses: Sequence[str] | None = None,
+    pick: int | None = None,
+    write: str | None = None,
+    timeout: float = disc.PROBE_TIMEOUT_S,
+) -> int:
+    """List what answers; write a profile for --pick N (or the one asked for on a terminal).
+    OK when listed (and written), INPUT for a bad pick, SERVER when nothing answered."""
+    urls = list(addresses or disc.DEFAULT_ADDRESSES)
+    print(f"probing {', '.join(urls)} ...", flush=True)
+    found = disc.discover(urls, timeout=timeout)
+    print(disc.format_found(found))
+    if not found:
+        print(
+            "start a server (docs/servers.md), or run halospec-tui with no profile for the "
+            "embedded engine",
+            file=sys.stderr,
+        )
+        return ExitCode.SERVER
+    if pick is None and sys.stdin.isatty() and sys.stdout.isatty():
+        try:
+            answer = input(
+                f"write a profile for which server? [1-{len(found)}, Enter: none] "
+            ).strip()
+        except EOFError:
+            answer = ""
+        if not answer:
+            return ExitCode.OK
+        try:
+            pick = int(answer)
+        except ValueError:
+            return _fail(
+                f"expected a number from 1 to {len(found)}, got {answer!r}", ExitCode.INPUT
+            )
+    if pick is None:
+        if write:
+            return _fail("--write needs --pick N (which server)", ExitCode.INPUT)
+        return ExitCode.OK
+    if not 1 <= pick <= len(found):
+        return _fail(
+            f"--pick: expected a number from 1 to {len(found)}, got {pick}", ExitCode.INPUT
+        )
+    dest = write_profile(found[pick - 1], write)
+    print(f"wrote {dest}; run it with: halospec-tui --profile {dest}")
+    return ExitCode.OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "report": cmd_report,
+    "evaluate": cmd_evaluate,
+    "discover": cmd_discover,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv and argv[0] == "report":
-            return cmd_report(argv[1:])
-        if argv and argv[0] == "evaluate":
-            return cmd_evaluate(argv[1:])
         args = build_parser().parse_args(argv)
-        if args.discover:
-            from halospec_tui.backends.discover import run_cli
-
-            return run_cli(
-                addresses=args.address, pick=args.pick, write=args.write, timeout=args.probe_timeout
-            )
-        try:
-            prof = resolve_profile(args.profile)
-            if args.headless:
-                return run_headless(prof, args.out)
-            from halospec_tui.tui.app import run_monitor
-
-            return run_monitor(prof, args.out)
-        except profile_mod.ProfileError as e:
-            return _fail(str(e), EXIT_INPUT)
+        command = args.command or ("discover" if args.discover else "run")
+        return COMMANDS[command](args)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     finally:
-        from halospec_tui.core import procs
-
         with contextlib.suppress(Exception):
-            procs.stop_all()
+            children.stop_all()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from halospec_tui.core.evaluation.text import format_evaluation
 from halospec_tui.core.events import (
     Event,
     LoadChanged,
@@ -21,6 +22,7 @@ from halospec_tui.core.events import (
 from halospec_tui.core.recommendation import standings_line
 from halospec_tui.core.tables import text_table
 from halospec_tui.core.verdict import describe
+from halospec_tui.modes import is_fixed
 
 
 def _f(v: Any, fmt: str = ".1f", none: str = "-") -> str:
@@ -207,7 +209,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{m['mode']}: {m['contaminated_steps']} contaminated steps (foreign CPU or "
                 "unscheduled load), left out of the comparison"
             )
-        if not m.get("mode", "").startswith("fixed_"):
+        if not is_fixed(m.get("mode", "")):
             kv = m.get("k_values") or {}
             conv = m.get("convergence_step")
             lines.append(
@@ -233,7 +235,5 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     lines += format_recommendation(summary)
     if summary.get("evaluation"):  # several modes with an adaptive one: compare per segment
-        from halospec_tui.core.evaluate import format_evaluation
-
         lines += ["", "evaluation (docs/controllers.md):", format_evaluation(summary["evaluation"])]
     return "\n".join(lines)

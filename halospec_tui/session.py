@@ -16,10 +16,10 @@ from halospec_tui.backends.base import Backend
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.core.events import EventBus, LoadChanged, Notice
 from halospec_tui.core.load import CpuSampler, ForeignCpu, LoadInjector, local_server_pids
-from halospec_tui.core.prompts import PromptSchedule, load_prompts
 from halospec_tui.core.results import ResultsWriter, load_rows, summarize_rows, write_json
 from halospec_tui.core.runner import Runner
-from halospec_tui.profile import Profile, ProfileError
+from halospec_tui.core.scenario import PromptSchedule
+from halospec_tui.profile import Profile, ProfileError, load_prompts
 
 
 def new_run_dir(parent: str | Path) -> Path:
@@ -38,8 +38,7 @@ class Session:
         self.profile = profile
         self.run_dir = run_dir
         self.backend = backend
-        if hasattr(backend, "set_run_dir"):  # managed servers keep their logs in the run folder
-            backend.set_run_dir(run_dir)
+        backend.set_run_dir(run_dir)  # managed servers keep their logs in the run folder
         self.bus = EventBus()
         self.writer = ResultsWriter(run_dir)
         self.bus.subscribe(self.writer, inline=True)

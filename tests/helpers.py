@@ -114,7 +114,7 @@ def descendants_of(pid: int) -> list[psutil.Process]:
                 and "--parent-pid" in cmd
                 and str(pid) in cmd
                 or p.info["status"] != psutil.STATUS_ZOMBIE
-                and "halospec_tui.core.guard" in cmd
+                and "halospec_tui.procs.guard" in cmd
                 and str(pid) in cmd
             ):
                 found.append(p)

@@ -13,12 +13,13 @@ import httpx
 import pytest
 
 from halospec_tui import profile as P
-from halospec_tui.backends.discover import discover, write_profile
+from halospec_tui.backends.discover import discover
 from halospec_tui.backends.embedded import EmbeddedServer
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.backends.metrics import delta, parse_spec_metrics
 from halospec_tui.core.events import Notice, RunStarted, StepResult, StepRow
 from halospec_tui.core.verdict import cross_check, mode_verdict
+from halospec_tui.discovered_profile import write_profile
 from halospec_tui.session import Session
 from tests.conftest import fast_profile
 from tests.helpers import Recorder, ScriptedServer, ok_reply
@@ -328,7 +329,7 @@ def test_discover_command_line(
     import subprocess
     import sys
 
-    from halospec_tui.backends.discover import run_cli
+    from halospec_tui.cli import run_discover
 
     out = tmp_path / "picked.toml"
     dead = f"http://127.0.0.1:{_free_port()}"
@@ -359,9 +360,20 @@ def test_discover_command_line(
     assert "1. HaloSpec embedded engine (Lemonade API)" in proc.stdout
     assert f"wrote {out}" in proc.stdout
     assert P.load(out).backend.kind == "lemonade"
-    assert run_cli(addresses=[lemonade_like.url], pick=5, timeout=3.0) == 2
-    assert run_cli(addresses=[lemonade_like.url], write=str(out), timeout=3.0) == 2  # which one?
-    assert run_cli(addresses=[dead], timeout=3.0) == 3
+    # the subcommand is the same command
+    proc = subprocess.run(
+        [sys.executable, "-m", "halospec_tui", "discover", "--probe-timeout", "3"]
+        + ["--address", dead],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 3 and "no server answered" in proc.stdout, proc.stderr
+    assert run_discover(addresses=[lemonade_like.url], pick=5, timeout=3.0) == 2
+    # --write without --pick: which one?
+    assert run_discover(addresses=[lemonade_like.url], write=str(out), timeout=3.0) == 2
+    assert run_discover(addresses=[dead], timeout=3.0) == 3
     assert "no server answered" in capsys.readouterr().out
 
 
@@ -380,8 +392,9 @@ def test_factory_builds_every_kind() -> None:
         assert (b.kind, b.draft_channel) == (kind, channel)
     p = P.Profile()
     p.backend.kind, p.backend.draft_channel = "vllm", "reload"
+    # channels are checked once, by profile validation (the registry's channels per kind)
     with pytest.raises(P.ProfileError, match="vllm supports none, request"):
-        make_backend(p)
+        P.validate(p)
 
 
 def _free_port() -> int:

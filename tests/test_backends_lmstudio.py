@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from halospec_tui import profile as P
-from halospec_tui.backends.base import Prompt
-from halospec_tui.backends.discover import discover, write_profile
+from halospec_tui.backends.discover import discover
 from halospec_tui.backends.embedded import EmbeddedServer
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.backends.lmstudio import LMStudioBackend, stats_as_timings
 from halospec_tui.core.events import Notice, RunStarted, StepResult
+from halospec_tui.discovered_profile import write_profile
+from halospec_tui.prompts import Prompt
 from tests.helpers import ScriptedServer, ok_reply
 from tests.test_backends_http import attached, sweep, verdicts
 

@@ -8,16 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from halospec_tui.core.controllers import (
-    REGISTRY,
+from halospec_tui.controllers.acceptance import (
     AcceptanceController,
-    FixedController,
-    LatencyController,
-    make_controller,
+    AcceptanceControllerSettings,
+    estimate_drafts,
 )
-from halospec_tui.core.controllers.acceptance import estimate_drafts
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.profile import AcceptanceControllerSettings, LatencyControllerSettings, Profile
+from halospec_tui.controllers.base import Observation
+from halospec_tui.controllers.fixed import FixedController
+from halospec_tui.controllers.latency import LatencyController, LatencyControllerSettings
+from halospec_tui.controllers.registry import REGISTRY, make_controller
+from halospec_tui.profile import Profile
 
 LOW, HIGH = 900.0, 1200.0
 
@@ -319,31 +319,31 @@ def test_acceptance_custom_bounds():
 def test_make_controller():
     p = Profile()
     p.controller.latency.initial_k = 3
-    fixed = make_controller("fixed_7", p)
+    fixed = make_controller("fixed_7", p.controller)
     assert isinstance(fixed, FixedController) and fixed.decide().k == 7
     for mode in ("adaptive", "adaptive:latency"):
-        c = make_controller(mode, p)
+        c = make_controller(mode, p.controller)
         assert isinstance(c, LatencyController) and c.k == 3
-    assert isinstance(make_controller("adaptive:acceptance", p), AcceptanceController)
+    assert isinstance(make_controller("adaptive:acceptance", p.controller), AcceptanceController)
 
 
 @pytest.mark.parametrize("mode", ["adaptive:nope"])
 def test_make_controller_unavailable(mode):
     with pytest.raises(ValueError, match="not available"):
-        make_controller(mode, Profile())
+        make_controller(mode, Profile().controller)
 
 
 @pytest.mark.parametrize("mode", ["fixed", "fixed_x", "banana", ""])
 def test_make_controller_bad_mode(mode):
     with pytest.raises(ValueError, match="unknown mode"):
-        make_controller(mode, Profile())
+        make_controller(mode, Profile().controller)
 
 
 def test_registry_names_match_controllers():
-    assert set(REGISTRY) == {"fixed", "latency", "acceptance", "model", "bandit", "heuristic"}
+    assert set(REGISTRY) == {"latency", "acceptance", "model", "bandit", "heuristic"}
     p = Profile()
-    assert make_controller("adaptive:latency", p).name == "latency"
-    assert make_controller("adaptive:acceptance", p).name == "acceptance"
+    assert make_controller("adaptive:latency", p.controller).name == "latency"
+    assert make_controller("adaptive:acceptance", p.controller).name == "acceptance"
 
 
 # --- properties ---------------------------------------------------------------------------

@@ -17,30 +17,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from halospec_tui.core.controllers import (
-    NEW_CONTROLLERS,
-    REGISTRY,
-    BanditController,
-    HeuristicController,
-    ModelController,
-    make_controller,
-)
-from halospec_tui.core.controllers import model as model_module
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.controllers.model import (
+from halospec_tui.controllers import model as model_module
+from halospec_tui.controllers.bandit import BanditController, BanditControllerSettings
+from halospec_tui.controllers.base import Observation
+from halospec_tui.controllers.heuristic import HeuristicController, HeuristicControllerSettings
+from halospec_tui.controllers.model import (
     LevelCusum,
+    ModelController,
     accepted_per_step,
     best_k,
     solve_alpha,
     tokens_per_step,
     verify_steps,
 )
-from halospec_tui.profile import (
-    BanditControllerSettings,
-    HeuristicControllerSettings,
-    ModelControllerSettings,
-    Profile,
-)
+from halospec_tui.controllers.model_settings import ModelControllerSettings
+from halospec_tui.controllers.registry import NEW_CONTROLLERS, REGISTRY, make_controller
+from halospec_tui.profile import Profile
 
 # --- the simulator ------------------------------------------------------------------------
 
@@ -162,7 +154,7 @@ def test_expected_tokens_per_step_is_leviathans():
 
 @pytest.mark.parametrize(
     ("alpha", "c", "k"),
-    # shared/facts/speculation.md: integer optimum of the Leviathan model (v = 1, d = c)
+    # integer optimum of argmax E(k)/(v + k·d), the model of docs/controllers.md (v = 1, d = c)
     [
         (0.6, 0.01, 7),
         (0.6, 0.05, 4),
@@ -218,7 +210,7 @@ def test_registry_and_profile_settings():
         ("bandit", BanditController, 6),
         ("heuristic", HeuristicController, 2),
     ):
-        c = make_controller(f"adaptive:{name}", p)
+        c = make_controller(f"adaptive:{name}", p.controller)
         assert isinstance(c, cls) and c.name == name and c.decide().k == k
         assert c.warmup_k == 4 and c.calibrate([1.0, 2.0]) == {}
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from halospec_tui import evaluation as E
 from halospec_tui import profile as P
 from halospec_tui.cli import main
-from halospec_tui.core import evaluate as E
+from halospec_tui.core.evaluation import metrics as M
+from halospec_tui.core.evaluation import text as T
 from halospec_tui.core.events import StepRow
 from halospec_tui.headless import format_summary
 
@@ -59,16 +61,16 @@ def made_up_rows() -> list[StepRow]:
 
 
 def test_applies_only_with_an_adaptive_and_another_mode() -> None:
-    assert not E.applies(["fixed_1", "fixed_2"])
-    assert not E.applies(["adaptive"])
-    assert E.applies(["fixed_1", "adaptive"])
-    assert E.applies(["adaptive:model", "adaptive:bandit"])
+    assert not M.applies(["fixed_1", "fixed_2"])
+    assert not M.applies(["adaptive"])
+    assert M.applies(["fixed_1", "adaptive"])
+    assert M.applies(["adaptive:model", "adaptive:bandit"])
     rows = [row("fixed_1", 1, 1, 10.0), row("fixed_2", 1, 2, 10.0)]
-    assert E.evaluation_for_run(rows, P.Profile()) is None
+    assert M.evaluation_for_run(rows, P.Profile()) is None
 
 
 def test_per_segment_oracle_and_ratios() -> None:
-    ev = E.evaluation_for_run(made_up_rows(), load_profile(), {"adaptive:model": [0.5] * 12})
+    ev = M.evaluation_for_run(made_up_rows(), load_profile(), {"adaptive:model": [0.5] * 12})
     assert ev is not None
     segs = {s["name"]: s for s in ev["segments"]}
     assert list(segs) == ["steady", "load", "recovery"]
@@ -101,8 +103,8 @@ def test_slim_rows_give_the_same_table_as_full_rows() -> None:
     """The runner keeps EvalRow records, not StepRows: the table must not change."""
     rows = made_up_rows()
     ctl = {"adaptive:model": [0.5] * 12}
-    slim = [E.EvalRow.of(r) for r in rows]
-    assert E.evaluation_for_run(slim, load_profile(), ctl) == E.evaluation_for_run(
+    slim = [M.EvalRow.of(r) for r in rows]
+    assert M.evaluation_for_run(slim, load_profile(), ctl) == M.evaluation_for_run(
         rows, load_profile(), ctl
     )
 
@@ -110,7 +112,7 @@ def test_slim_rows_give_the_same_table_as_full_rows() -> None:
 def test_short_segments_are_used_whole() -> None:
     p = load_profile()
     p.scenario.settle_steps = 10
-    ev = E.evaluation_for_run(made_up_rows(), p)
+    ev = M.evaluation_for_run(made_up_rows(), p)
     assert ev is not None
     assert all(not s["settled"] for s in ev["segments"])
     load = next(s for s in ev["segments"] if s["name"] == "load")
@@ -122,7 +124,7 @@ def test_aggregate_takes_medians() -> None:
     evs = []
     for scale in (1.0, 2.0, 4.0):
         scaled = [r.__class__(**{**r.__dict__, "latency_ms": r.latency_ms * scale}) for r in rows]
-        evs.append(E.evaluation_for_run(scaled, load_profile()))
+        evs.append(M.evaluation_for_run(scaled, load_profile()))
     agg = E.aggregate(evs, [1, 2, 3])  # type: ignore[arg-type]
     assert agg["runs"] == 3 and agg["seeds"] == [1, 2, 3]
     one = evs[1]["overall"]["modes"]["adaptive:model"]["tokens_per_s"]  # type: ignore[index]
@@ -142,12 +144,12 @@ def test_aggregate_takes_medians() -> None:
 
 
 def test_text_table_and_plot() -> None:
-    ev = E.evaluation_for_run(made_up_rows(), load_profile())
+    ev = M.evaluation_for_run(made_up_rows(), load_profile())
     assert ev is not None
-    text = E.format_evaluation(ev)
+    text = T.format_evaluation(ev)
     for s in ("segment steady", "segment load", "oracle fixed_1", "whole run", "adaptive:model"):
         assert s in text
-    plot = E.k_tracking_plot(ev, "adaptive:model", width=60, height=10)
+    plot = T.k_tracking_plot(ev, "adaptive:model", width=60, height=10)
     assert "adaptive:model: k by step" in plot and "x" in plot
     assert "\x1b[" not in plot  # no colour codes in files
     summary = {"modes": [], "winner": None, "evaluation": ev}

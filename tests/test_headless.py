@@ -102,16 +102,47 @@ def test_quick_profile_end_to_end(tmp_path: Path) -> None:
     assert "RECOMMENDATION" in stdout and "adaptive:" in stdout
 
 
-def test_bad_profile_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [[], ["run"]])  # bare halospec-tui is the run command
+def test_bad_profile_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[run]\nwarmup = 'lots'\n")
     out = tmp_path / "out"
-    r = _run(["--headless", "--profile", str(bad), "--out", str(out)])
+    r = _run([*command, "--headless", "--profile", str(bad), "--out", str(out)])
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "run.warmup" in lines[0] and str(bad) in lines[0]
     assert "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_help_lists_the_commands_and_each_has_its_own(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from halospec_tui.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["--help"])
+    assert e.value.code == 0
+    usage = capsys.readouterr().out.split("\n\n")[0]
+    assert "{run,report,evaluate,discover}" in usage and "--profile FILE" in usage
+    for command, option in (
+        ("run", "--headless"),
+        ("report", "--text"),
+        ("evaluate", "--runs N"),
+        ("discover", "--pick N"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args([command, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: halospec-tui {command}") and option in out, out
+    # an option given before the command is not lost to the command's defaults
+    args = build_parser().parse_args(["--profile", "p.toml", "evaluate", "--runs", "2"])
+    assert (args.command, args.profile, args.runs) == ("evaluate", "p.toml", 2)
+    args = build_parser().parse_args(["--discover", "--pick", "2"])
+    assert (args.command, args.discover, args.pick) == (None, True, 2)
 
 
 def test_not_toml_exits_2(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from halospec_tui.core import procs
 from halospec_tui.core.load import BURN_MODULE, CpuSampler, LoadInjector, cpu_cores
+from halospec_tui.procs import children as procs
 
 GONE_S = 3.0  # a burner must be gone this soon after its harness is
 START_S = 10.0  # generous: starting Python on a busy machine

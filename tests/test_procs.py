@@ -16,7 +16,8 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from halospec_tui.core import procs
+from halospec_tui.procs import children as procs
+from halospec_tui.procs.parent import parent_gone
 
 GONE_S = 3.0  # a child must be gone this soon after its harness is
 START_S = 10.0  # generous: starting Python on a busy machine
@@ -110,7 +111,7 @@ def test_guard_child_stop_ends_guard_and_program() -> None:
     try:
         guard = psutil.Process(c.pid)
         # Between fork and exec a child's cmdline is empty: wait until it runs the guard.
-        assert wait_until(lambda: "halospec_tui.core.guard" in " ".join(_cmd(guard)), START_S)
+        assert wait_until(lambda: "halospec_tui.procs.guard" in " ".join(_cmd(guard)), START_S)
         sleep_pid = guarded_pid(c.pid)
         c.stop()
         assert gone(c.pid)
@@ -161,11 +162,11 @@ def test_guarded_program_dies_with_a_killed_guard() -> None:
 HARNESS = textwrap.dedent(
     """
     import sys, time
-    from halospec_tui.core import procs
+    from halospec_tui.procs import children as procs
 
     guard = procs.spawn(["sleep", "1000"], name="guarded-sleep", guard=True)
     watcher = procs.spawn(
-        procs.python_child_cmd("halospec_tui.core.burn"), name="burner"
+        procs.python_child_cmd("halospec_tui.procs.burn"), name="burner"
     )
     print(guard.pid, watcher.pid, flush=True)
     while True:
@@ -201,12 +202,12 @@ def test_sigkill_of_the_harness_ends_its_children() -> None:
 STOP_ALL = textwrap.dedent(
     """
     import sys
-    from halospec_tui.core import procs
+    from halospec_tui.procs import children as procs
 
     started = [
         procs.spawn(["sleep", "1000"], name="plain-sleep"),
         procs.spawn(["sleep", "1000"], name="guarded-sleep", guard=True),
-        procs.spawn(procs.python_child_cmd("halospec_tui.core.burn"), name="burner"),
+        procs.spawn(procs.python_child_cmd("halospec_tui.procs.burn"), name="burner"),
     ]
     print(*[c.pid for c in started], flush=True)
     sys.stdin.readline()  # the test has seen them all running
@@ -254,16 +255,16 @@ def test_stop_all_stops_everything() -> None:
 
 
 def test_parent_gone() -> None:
-    assert procs.parent_gone(os.getppid()) is False
-    assert procs.parent_gone(os.getpid()) is True  # not our parent
+    assert parent_gone(os.getppid()) is False
+    assert parent_gone(os.getpid()) is True  # not our parent
 
 
 def test_python_child_cmd() -> None:
-    cmd = procs.python_child_cmd("halospec_tui.core.burn", "--x")
+    cmd = procs.python_child_cmd("halospec_tui.procs.burn", "--x")
     assert cmd == [
         sys.executable,
         "-m",
-        "halospec_tui.core.burn",
+        "halospec_tui.procs.burn",
         "--parent-pid",
         str(os.getpid()),
         "--x",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from halospec_tui import modes
 from halospec_tui import profile as P
+from halospec_tui.backends.registry import KINDS, kinds_reference
+from halospec_tui.controllers.registry import REGISTRY
 from tests.conftest import ROOT
 
 
@@ -69,6 +73,11 @@ def test_shipped_profiles_load(name: str) -> None:
         ),
         ("[request]\ntop_p = 1.5\n", "request.top_p: expected a value from 0 to 1, got 1.5"),
         ("[controller.latency]\nk_min = 9\n", "controller.latency.k_min: expected at most k_max"),
+        ("[controller.model]\nk_max = 0\n", "controller.model.k_max: expected a value from 1"),
+        (
+            "[controller.acceptance]\nup = 0.9\n",
+            "controller.acceptance: expected up_big >= up >= down >= down_big",
+        ),
         ("run = 3\n", "run: expected a table"),
     ],
 )
@@ -85,6 +94,21 @@ def test_bad_profiles_raise_one_line_naming_file_and_key(
     assert "\n" not in msg
 
 
+def test_controller_and_backend_tables_come_from_the_registries() -> None:
+    """One registry entry is all a controller or a backend kind needs: the profile's
+    [controller.NAME] tables, the modes it accepts and the kinds and channels it checks."""
+    fields = {f.name: f.type for f in dataclasses.fields(P.ControllerSettings)}
+    assert fields == {name: entry.settings for name, entry in REGISTRY.items()}
+    assert isinstance(P.Profile().controller.bandit, REGISTRY["bandit"].settings)
+    for name in REGISTRY:
+        P.from_dict({"run": {"modes": [f"adaptive:{name}"]}})
+    kind_field = next(f for f in dataclasses.fields(P.BackendSettings) if f.name == "kind")
+    assert kind_field.metadata["choices"] == tuple(KINDS)
+    for kind, entry in KINDS.items():
+        for channel in ("auto", *entry.channels):
+            P.from_dict({"backend": {"kind": kind, "draft_channel": channel}})
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(P.ProfileError, match="file not found"):
         P.load(tmp_path / "nope.toml")
@@ -99,9 +123,14 @@ def test_halospec_load_env_turns_schedule_on() -> None:
 
 
 def test_parse_mode() -> None:
-    assert P.parse_mode("fixed_7") == ("fixed", 7)
-    assert P.parse_mode("adaptive") == ("latency", None)
-    assert P.parse_mode("adaptive:bandit") == ("bandit", None)
+    assert modes.parse("fixed_7") == ("fixed", 7)
+    assert modes.parse("adaptive") == ("latency", None)
+    assert modes.parse("adaptive:bandit") == ("bandit", None)
+    assert (modes.fixed(7), modes.adaptive("bandit")) == ("fixed_7", "adaptive:bandit")
+    assert modes.is_fixed("fixed_7") and not modes.is_fixed("adaptive:bandit")
+    assert modes.fixed_k("fixed_12") == 12
+    with pytest.raises(ValueError):
+        modes.parse("fixed_x")
 
 
 def test_toml_is_plain() -> None:
@@ -111,6 +140,8 @@ def test_toml_is_plain() -> None:
 
 
 def test_settings_reference_in_docs_is_current() -> None:
-    """docs/profiles.md lists every setting with its default (regenerate: scripts/gen_profile_docs.py)."""
+    """docs/profiles.md lists every setting with its default and every backend kind
+    (regenerate: scripts/gen_profile_docs.py)."""
     doc = (ROOT / "docs" / "profiles.md").read_text(encoding="utf-8")
     assert P.settings_reference() in doc
+    assert kinds_reference() in doc

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from halospec_tui import profile as P
-from halospec_tui.backends.base import Prompt, Reply
+from halospec_tui.backends.base import Backend, Reply
 from halospec_tui.core import scenario as S
 from halospec_tui.core.events import EventBus, LoadChanged, StepResult
-from halospec_tui.core.prompts import PromptSchedule, load_prompts
 from halospec_tui.core.runner import Runner
+from halospec_tui.core.scenario import PromptSchedule
+from halospec_tui.profile import load_prompts
+from halospec_tui.prompts import Prompt
 
 # --- profile validation ------------------------------------------------------------------
 
@@ -190,7 +192,7 @@ class FakeLoad:
 
 
 @dataclasses.dataclass
-class FakeBackend:
+class FakeBackend(Backend):
     """Replies from the controller simulator: acceptance by category, drafting dearer under load."""
 
     load: FakeLoad
@@ -204,9 +206,6 @@ class FakeBackend:
         self.rng = random.Random(0)
 
     def start(self) -> None:
-        pass
-
-    def prepare_mode(self, mode: str, k: int | None) -> None:
         pass
 
     def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
@@ -225,9 +224,6 @@ class FakeBackend:
             draft_n=o.draft_n,
             draft_n_accepted=o.draft_n_accepted,
         )
-
-    def metrics(self) -> dict[str, float] | None:
-        return None
 
     def close(self) -> None:
         pass

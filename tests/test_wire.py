@@ -172,8 +172,8 @@ def test_backend_steps_go_through_the_kept_alive_connection(serve) -> None:  # t
     """The backend's timed requests use the stdlib path: one connection, replies parsed."""
     import json
 
-    from halospec_tui.backends.base import Prompt
     from halospec_tui.backends.openai_compat import OpenAICompatBackend
+    from halospec_tui.prompts import Prompt
 
     srv = serve(lambda i: "ok", reply=json.dumps(ok_reply(tokens=7)).encode())
     prof = Profile(name="wire")
@@ -191,8 +191,8 @@ def test_a_proxied_url_keeps_going_through_httpx_and_its_proxy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With http_proxy set (and the host not exempt), steps reach the server via the proxy."""
-    from halospec_tui.backends.base import Prompt
     from halospec_tui.backends.openai_compat import OpenAICompatBackend
+    from halospec_tui.prompts import Prompt
     from tests.helpers import ScriptedServer
 
     for var in ("all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY", "HTTP_PROXY"):

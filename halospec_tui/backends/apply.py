@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from typing import Any
+
+from halospec_tui import modes
 
 # where each llama-server n-gram type takes its draft length (tokens drafted per step)
 NGRAM_SIZE_FLAGS = {
@@ -29,7 +30,6 @@ PRIMARY = {
     "vllm": "vllm",
     "lmstudio": "lmstudio",
 }
-_FIXED = re.compile(r"^fixed_(\d+)$")
 
 
 def llama_server_flags(spec_type: str, k: int, n_min: int = 0) -> str:
@@ -48,9 +48,8 @@ def apply_settings(mode: str | None, backend_kind: str, profile: Any) -> dict[st
     if not mode:
         return {}
     b = profile.backend
-    m = _FIXED.match(mode)
-    if m is None:
-        name = mode.split(":", 1)[1] if ":" in mode else "latency"
+    if not modes.is_fixed(mode):
+        name, _ = modes.parse(mode)
         settings = getattr(profile.controller, name, None)
         keys = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else {}
         return {
@@ -61,7 +60,7 @@ def apply_settings(mode: str | None, backend_kind: str, profile: Any) -> dict[st
             "a llama-server built with `halospec-tui build-server`), or a server per k (pool)",
             "primary": "controller",
         }
-    k = int(m.group(1))
+    k = modes.fixed_k(mode)
     spec = b.spec_type if backend_kind in ("llamacpp-managed", "lemonade") else "draft-simple"
     flags = llama_server_flags(spec, k, b.n_min)
     return {

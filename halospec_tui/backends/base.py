@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, ClassVar
+
+from halospec_tui.prompts import Prompt
 
 
 class BackendUnavailable(RuntimeError):
@@ -73,44 +79,70 @@ def verify_steps(predicted_n: int, accepted: int) -> int | None:
     return steps if steps > 0 else None
 
 
-@dataclass
-class Prompt:
-    id: str
-    category: str
-    text: str
-
-
 class DraftChannelError(RuntimeError):
     """The draft channel could not set k (a reload refused, a server that would not restart)."""
 
 
-class Backend(Protocol):
-    """A server the runner talks to. `start` raises BackendUnavailable if it is not healthy.
+class Backend(ABC):
+    """A server the runner talks to: a reply per request, and a way to apply k.
 
-    Optional hooks, called when a backend has them (OpenAICompatBackend has all three):
-    `set_notifier(fn)` (fn(level, text) publishes a Notice), `set_run_dir(path)` (where server
-    logs go) and `mode_evidence() -> dict` (channel proof for the mode just measured: reloads
-    and what the server confirmed, the servers used and their own counters).
+    `start` raises BackendUnavailable if the server is not healthy. Everything beyond
+    answering requests is declared here with a default, so no caller has to probe for it:
+
+    * abilities (class flags): `reply_counters`, replies can carry the server's draft counters
+      (draft_n, draft_n_accepted); `server_metrics`, the server has a /metrics page with
+      spec-decode counters (read before and after each mode). The draft channels a kind can
+      use (reload, pool, ...) are its entry in backends/registry.py.
+    * hooks (no-ops here): `set_notifier(fn)` (fn(level, text) publishes a Notice),
+      `set_run_dir(path)` (where server logs go), `prepare_mode` (reload/restart channels act
+      there), `metrics()` and `mode_evidence()` (channel proof for the mode just measured:
+      reloads and what the server confirmed, the servers used and their own counters).
     """
 
-    kind: str  # embedded, openai, lemonade, llamacpp, llamacpp-managed, vllm
-    draft_channel: str  # request, reload, pool, restart, none
-    model: str
-    url: str
+    kind: str = ""  # a key of backends.registry.KINDS
+    draft_channel: str = "request"  # request, reload, pool, restart, none
+    model: str = ""
+    url: str = ""
+    run_dir: Path | None = None
+    reply_counters: ClassVar[bool] = False
+    server_metrics: ClassVar[bool] = False
+    _notify: Callable[[str, str], None] | None = None
 
+    @abstractmethod
     def start(self) -> None: ...
 
-    def prepare_mode(self, mode: str, k: int | None) -> None:
-        """Called before each mode's warmup (reload/restart channels act here)."""
-
+    @abstractmethod
     def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
         """One timed request at draft length k. `sequence` names the request sequence (the
         mode) it belongs to: a server that draws its randomness per sequence (the embedded
         engine) then gives request i of every mode the same draws (common random numbers,
         which is what pairs interleaved modes); real servers ignore it."""
-        ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def prepare_mode(self, mode: str, k: int | None) -> None:  # noqa: B027 - optional hook
+        """Called before each mode's warmup with its fixed k (None for adaptive modes)."""
 
     def metrics(self) -> dict[str, float] | None:
         """Server-wide spec-decode counters (name -> value), or None if unavailable."""
+        return None
 
-    def close(self) -> None: ...
+    def mode_evidence(self) -> dict[str, Any]:
+        """Channel proof for the mode just measured; {} when the channel has none to give."""
+        return {}
+
+    def set_notifier(self, notify: Callable[[str, str], None] | None) -> None:
+        """fn(level, text): how the backend tells the user something (a Notice event)."""
+        self._notify = notify
+
+    def notice(self, level: str, text: str) -> None:
+        if self._notify is not None:
+            self._notify(level, text)
+
+    def set_run_dir(self, run_dir: str | os.PathLike[str] | None) -> None:
+        """The run folder, for servers that keep their logs there."""
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+
+    def describe(self) -> str:
+        return f"{self.kind} at {self.url}"

@@ -1,38 +1,36 @@
-"""Find inference servers on the usual local addresses and write a ready profile for one.
+"""Find inference servers on the usual local addresses, and say what each one is.
 
     found = discover()                      # [Found, ...], about half a second
-    path = write_profile(found[0])          # profiles/discovered-<kind>.toml
 
 Every probe is a short GET with a 0.5 s timeout (connect and read), all of them in parallel,
 so a machine with nothing listening answers at once and a hung server costs at most the
 timeout. Nothing is generated: no completion request is sent and no model gets loaded.
 
 Addresses probed by default: Lemonade (13305, and 8000 before v10.1), llama-server (8080),
-vLLM (8000) and LM Studio (1234). Port 8000 is probed once; its answers say which it is.
-`halospec-tui --discover [--address URL ...] [--pick N --write FILE]` is the command line.
+vLLM (8000) and LM Studio (1234): the default URLs of backends/registry.py. Port 8000 is
+probed once; its answers say which it is. Writing a profile for what was found is
+halospec_tui/discovered_profile.py's; `halospec-tui discover` (cli.py) is the command line.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from halospec_tui.profile import Profile
+from halospec_tui.backends.metrics import parse_spec_metrics
+from halospec_tui.backends.registry import KINDS
 
 PROBE_TIMEOUT_S = 0.5
 DEFAULT_ADDRESSES: tuple[str, ...] = (
-    "http://localhost:13305",  # Lemonade (v10.1.0 on)
-    "http://localhost:8000",  # Lemonade before v10.1.0, vLLM
-    "http://127.0.0.1:8080",  # llama-server
-    "http://localhost:1234",  # LM Studio
+    KINDS["lemonade"].default_url,  # Lemonade (v10.1.0 on)
+    KINDS["vllm"].default_url,  # vLLM, and Lemonade before v10.1.0 (port 8000, probed once)
+    KINDS["llamacpp"].default_url,  # llama-server
+    KINDS["lmstudio"].default_url,  # LM Studio
 )
 PROBE_PATHS = (
     "/api/v1/health",
@@ -203,8 +201,6 @@ def classify(url: str, answers: dict[str, tuple[int, Any, str] | None]) -> Found
 
 
 def _k_from_metrics(text: str) -> int | None:
-    from halospec_tui.backends.metrics import parse_spec_metrics
-
     m = parse_spec_metrics(text)
     if m.get("drafts"):
         return max(1, round(m.get("draft_tokens", 0.0) / m["drafts"]))
@@ -245,46 +241,6 @@ def discover(
     return [f for f in results if f is not None]
 
 
-def profile_for(found: Found, base: Profile | None = None) -> Profile:
-    """A profile for `found`: HaloSpec's sweep (or `base`) on that server."""
-    p = base if base is not None else Profile()
-    p.name = f"discovered-{found.kind}"
-    p.description = f"{found.label} at {found.url} (written by halospec-tui --discover)"
-    p.backend.kind = found.kind
-    p.backend.url = found.url
-    p.backend.draft_channel = found.channel
-    if found.model:
-        p.request.model = found.model
-    if found.channel == "none":
-        # the server's k is fixed: one mode at that k, not nine measurements of one configuration
-        p.run.modes = [f"fixed_{found.k_guess or 3}"]
-    return p
-
-
-def default_profile_path(found: Found) -> Path:
-    return Path("profiles") / f"discovered-{found.kind}.toml"
-
-
-def write_profile(
-    found: Found, path: str | os.PathLike[str] | None = None, base: Profile | None = None
-) -> Path:
-    """Write profile_for(found) as TOML (with a comment saying what was found); returns the path."""
-    p = profile_for(found, base)
-    dest = Path(path) if path is not None else default_profile_path(found)
-    head = [f"# {found.line()}"] + [f"# note: {n}" for n in found.notes]
-    if found.channel == "none":
-        head.append(
-            f"# run.modes holds one mode: set fixed_K to the draft length the server was started "
-            f"with{' (guessed from /metrics: ' + str(found.k_guess) + ')' if found.k_guess else ''}"
-        )
-    head.append(f"# run it: halospec-tui --profile {dest}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".tmp")
-    tmp.write_text("\n".join(head) + "\n\n" + p.to_toml(), encoding="utf-8")
-    tmp.replace(dest)
-    return dest
-
-
 def format_found(found: Sequence[Found]) -> str:
     if not found:
         return "no server answered"
@@ -293,55 +249,3 @@ def format_found(found: Sequence[Found]) -> str:
         lines.append(f"{i}. {f.line()}")
         lines += [f"   - {n}" for n in f.notes]
     return "\n".join(lines)
-
-
-def run_cli(
-    *,
-    addresses: Sequence[str] | None = None,
-    pick: int | None = None,
-    write: str | None = None,
-    timeout: float = PROBE_TIMEOUT_S,
-) -> int:
-    """`halospec-tui --discover`: 0 listed (and written), 2 bad --pick, 3 nothing answered."""
-    urls = list(addresses or DEFAULT_ADDRESSES)
-    print(f"probing {', '.join(urls)} ...", flush=True)
-    found = discover(urls, timeout=timeout)
-    print(format_found(found))
-    if not found:
-        print(
-            "start a server (docs/servers.md), or run halospec-tui with no profile for the "
-            "embedded engine",
-            file=sys.stderr,
-        )
-        return 3
-    if pick is None and sys.stdin.isatty() and sys.stdout.isatty():
-        try:
-            answer = input(
-                f"write a profile for which server? [1-{len(found)}, Enter: none] "
-            ).strip()
-        except EOFError:
-            answer = ""
-        if not answer:
-            return 0
-        try:
-            pick = int(answer)
-        except ValueError:
-            print(
-                f"halospec-tui: expected a number from 1 to {len(found)}, got {answer!r}",
-                file=sys.stderr,
-            )
-            return 2
-    if pick is None:
-        if write:
-            print("halospec-tui: --write needs --pick N (which server)", file=sys.stderr)
-            return 2
-        return 0
-    if not 1 <= pick <= len(found):
-        print(
-            f"halospec-tui: --pick: expected a number from 1 to {len(found)}, got {pick}",
-            file=sys.stderr,
-        )
-        return 2
-    dest = write_profile(found[pick - 1], write)
-    print(f"wrote {dest}; run it with: halospec-tui --profile {dest}")
-    return 0

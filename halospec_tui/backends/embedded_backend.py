@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from halospec_tui.backends.base import BackendUnavailable, Prompt
+from halospec_tui.backends.base import BackendUnavailable
+from halospec_tui.backends.embedded.launcher import EmbeddedServer
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
-from halospec_tui.profile import Profile
+from halospec_tui.prompts import Prompt
+
+if TYPE_CHECKING:
+    from halospec_tui.profile import Profile
 
 
 class EmbeddedBackend(OpenAICompatBackend):
@@ -45,8 +49,6 @@ class EmbeddedBackend(OpenAICompatBackend):
         body["halospec_stream"] = sequence
 
     def start(self) -> None:
-        from halospec_tui.backends.embedded.launcher import EmbeddedServer
-
         if self.attached:
             super().start()
             return

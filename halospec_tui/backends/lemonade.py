@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from halospec_tui.backends.base import DraftChannelError
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
-from halospec_tui.profile import Profile
+
+if TYPE_CHECKING:
+    from halospec_tui.profile import Profile
 
 
 def llamacpp_args(spec_type: str, k: int, n_min: int = 0) -> str:
@@ -83,7 +85,6 @@ class LemonadeBackend(OpenAICompatBackend):
     chat_path = "/api/v1/chat/completions"
     health_paths = ("/api/v1/health",)
     metrics_path = "/metrics"  # Lemonade >= 10.7.0: lemonade_llamacpp_spec_decode_*
-    default_url = "http://localhost:13305"
     load_path = "/api/v1/load"
     status_path = "/api/v1/health"
 

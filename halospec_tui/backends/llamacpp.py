@@ -21,7 +21,6 @@ class LlamaCppBackend(OpenAICompatBackend):
     chat_path = "/v1/chat/completions"
     health_paths = ("/health",)
     metrics_path = "/metrics"
-    default_url = "http://127.0.0.1:8080"
 
     def start(self) -> None:
         super().start()

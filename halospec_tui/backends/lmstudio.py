@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from halospec_tui.backends.base import Prompt, Reply
+from halospec_tui.backends.base import Reply
 from halospec_tui.backends.openai_compat import OpenAICompatBackend, parse_reply
+from halospec_tui.prompts import Prompt
 
 # stats key (LM Studio, seconds or counts) -> timings key (llama-server, ms or counts)
 _SECONDS = {"time_to_first_token": "prompt_ms", "generation_time": "predicted_ms"}
@@ -57,8 +58,7 @@ class LMStudioBackend(OpenAICompatBackend):
     kind = "lmstudio"
     chat_path = "/api/v0/chat/completions"
     health_paths = ("/api/v0/models", "/v1/models")
-    metrics_path = "/metrics"  # LM Studio has none: the verdict rests on per-reply stats
-    default_url = "http://localhost:1234"
+    server_metrics = False  # LM Studio has no /metrics: the verdict rests on per-reply stats
 
     def request_body(self, prompt: Prompt, k: int) -> dict[str, Any]:
         body = super().request_body(prompt, k)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from halospec_tui.backends.base import BackendUnavailable, Prompt, Reply
+from halospec_tui.backends.base import Backend, BackendUnavailable, Reply
 from halospec_tui.backends.metrics import parse_spec_metrics
+from halospec_tui.backends.registry import KINDS
 from halospec_tui.backends.wire import Posted, Poster, WireError, direct_http
-from halospec_tui.profile import Profile
+from halospec_tui.prompts import Prompt
+
+if TYPE_CHECKING:
+    from halospec_tui.profile import Profile
 
 
 def reply_text(body: dict[str, Any]) -> str:
@@ -81,45 +83,31 @@ def parse_reply(body: Any, latency_ms: float, attempts: int) -> Reply:
 _JSON = {"Content-Type": "application/json"}
 
 
-class OpenAICompatBackend:
-    """An already-running OpenAI-compatible server. Subclasses change paths and channels."""
+class OpenAICompatBackend(Backend):
+    """An already-running OpenAI-compatible server. Subclasses change paths and channels.
+
+    It reads the per-reply draft counters when a reply has them (llama-server's `timings`)
+    and the server's /metrics page when there is one."""
 
     kind = "openai"
     chat_path = "/v1/chat/completions"
     health_paths: tuple[str, ...] = ("/health", "/v1/models")
     metrics_path = "/metrics"
-    default_url = "http://127.0.0.1:8080"
     max_keepalive = 2  # connections kept open (the pool channel talks to several servers)
+    reply_counters = True
+    server_metrics = True
 
     def __init__(
         self, profile: Profile, *, url: str | None = None, draft_channel: str = "request"
     ) -> None:
         self.profile = profile
-        self.url = (url or profile.backend.url or self.default_url).rstrip("/")
+        self.url = (url or profile.backend.url or KINDS[self.kind].default_url).rstrip("/")
         self.draft_channel = draft_channel
         self.model = profile.request.model
-        self.run_dir: Path | None = None
         self._client: httpx.Client | None = None
         self._poster: Poster | None = None
         self._direct: dict[str, bool] = {}  # URL -> takes the stdlib path (wire.direct_http)
         self._current_k: int | None = None
-        self._notify: Callable[[str, str], None] | None = None
-
-    # --- optional hooks the runner and the session call ----------------------------------
-    def set_notifier(self, notify: Callable[[str, str], None] | None) -> None:
-        """fn(level, text): how the backend tells the user something (a Notice event)."""
-        self._notify = notify
-
-    def notice(self, level: str, text: str) -> None:
-        if self._notify is not None:
-            self._notify(level, text)
-
-    def set_run_dir(self, run_dir: str | os.PathLike[str] | None) -> None:
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-
-    def mode_evidence(self) -> dict[str, Any]:
-        """Channel proof for the mode just measured; {} when the channel has none to give."""
-        return {}
 
     # --- lifecycle ---------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -259,6 +247,8 @@ class OpenAICompatBackend:
         return Reply(False, 0.0, error=error, attempts=r.attempts)
 
     def metrics(self) -> dict[str, float] | None:
+        if not self.server_metrics:
+            return None
         try:
             resp = self.client().get(self.metrics_path, timeout=5.0)
         except httpx.HTTPError:
@@ -266,6 +256,3 @@ class OpenAICompatBackend:
         if resp.status_code != 200:
             return None
         return parse_spec_metrics(resp.text) or None
-
-    def describe(self) -> str:
-        return f"{self.kind} at {self.url}"

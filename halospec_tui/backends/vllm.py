@@ -18,7 +18,7 @@ class VllmBackend(OpenAICompatBackend):
     chat_path = "/v1/chat/completions"
     health_paths = ("/health", "/v1/models")
     metrics_path = "/metrics"
-    default_url = "http://localhost:8000"
+    reply_counters = False  # vLLM's replies carry no draft counters: /metrics is the proof
 
     def start(self) -> None:
         super().start()

@@ -31,6 +31,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from halospec_tui import profile as profile_names
+
 
 def _round(x: float, nd: int) -> float | None:
     return round(float(x), nd) if math.isfinite(x) else None
@@ -68,6 +70,7 @@ METRICS: dict[str, Metric] = {
     ),
 }
 METRIC_NAMES = tuple(METRICS)
+assert METRIC_NAMES == profile_names.METRIC_NAMES, "the profile names every figure of merit"
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# a ControllerDecision carries the controller's Decision (defined with the controllers)
+from halospec_tui.controllers.base import Decision
+
 PHASES = ("warmup", "steady", "load", "recovery")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What a controller chose for the next step, with the values it used and why."""
-
-    k: int
-    reason: str
-    values: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -225,8 +220,6 @@ class EventBus:
             try:
                 fn(ev)
             except Exception:  # a broken subscriber must not take the run down
-                import traceback
-
                 traceback.print_exc()
 
     def publish(self, ev: Event) -> None:

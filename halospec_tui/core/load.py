@@ -1,8 +1,8 @@
 """CPU load injection: one burner process per core, always stopped.
 
-`LoadInjector` starts `python -m halospec_tui.core.burn` once per core through `procs.spawn`,
-so the burners are covered by every cleanup layer in `procs` (explicit stop, atexit
-`stop_all`, and each burner exiting on its own within ~50 ms once the harness is gone, even
+`LoadInjector` starts `python -m halospec_tui.procs.burn` once per core through
+`procs.children.spawn`, so the burners are covered by every cleanup layer of `procs` (explicit
+stop, atexit `stop_all`, and each burner exiting on its own within ~50 ms once the harness is gone, even
 after SIGKILL). `CpuSampler` reads the machine's CPU use without blocking.
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 
 import psutil
 
-from halospec_tui.core import procs
+from halospec_tui.procs.children import Child, python_child_cmd, spawn
 
 log = logging.getLogger(__name__)
 
-BURN_MODULE = "halospec_tui.core.burn"
+BURN_MODULE = "halospec_tui.procs.burn"
 
 OnChange = Callable[[bool, bool, float | None], None]
 
@@ -54,7 +54,7 @@ class LoadInjector:
         self._cores = cores if cores > 0 else cpu_cores()
         self._on_change = on_change
         self._lock = threading.Lock()
-        self._children: list[procs.Child] = []
+        self._children: list[Child] = []
         self._on = False
         self._scheduled = False
         self._duration: float | None = None
@@ -131,12 +131,10 @@ class LoadInjector:
         with self._lock:
             if self._on:
                 return False
-            children: list[procs.Child] = []
+            children: list[Child] = []
             try:
                 for i in range(self._cores):
-                    children.append(
-                        procs.spawn(procs.python_child_cmd(BURN_MODULE), name=f"load-burner-{i}")
-                    )
+                    children.append(spawn(python_child_cmd(BURN_MODULE), name=f"load-burner-{i}"))
             except BaseException:
                 _stop_children(children)
                 raise
@@ -232,7 +230,7 @@ class LoadInjector:
                 self._notify_lock.release()
 
 
-def _stop_children(children: list[procs.Child]) -> None:
+def _stop_children(children: list[Child]) -> None:
     """SIGTERM all at once, then wait for (and if need be kill) each."""
     for c in children:
         with contextlib.suppress(ProcessLookupError, OSError):

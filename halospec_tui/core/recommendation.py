@@ -26,9 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from halospec_tui import modes
 from halospec_tui.core import confidence as cf
 from halospec_tui.core.events import StepRow
-from halospec_tui.profile import Profile, parse_mode
+from halospec_tui.profile import Profile
 
 LEVEL = 0.95
 
@@ -112,10 +113,10 @@ class Recommendation:
 
 def mode_k(mode: str) -> int | None:
     try:
-        kind, k = parse_mode(mode)
+        kind, k = modes.parse(mode)
     except ValueError:
         return None
-    return k if kind == "fixed" else None
+    return k if kind == modes.FIXED else None
 
 
 def mode_name(mode: str) -> str:

@@ -31,13 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from halospec_tui import modes
 from halospec_tui.backends.base import Backend, Reply
 from halospec_tui.backends.metrics import delta
-from halospec_tui.core import evaluate as evaluate_mod
+from halospec_tui.controllers.base import Controller, Observation
+from halospec_tui.controllers.registry import make_controller
 from halospec_tui.core import scenario as scenario_mod
 from halospec_tui.core import verdict
-from halospec_tui.core.controllers import make_controller
-from halospec_tui.core.controllers.base import Controller, Observation
+from halospec_tui.core.evaluation import metrics as eval_metrics
 from halospec_tui.core.events import (
     ControllerDecision,
     EventBus,
@@ -55,7 +56,6 @@ from halospec_tui.core.events import (
     WarmupDone,
     WarmupStep,
 )
-from halospec_tui.core.prompts import PromptSchedule
 from halospec_tui.core.recommendation import (
     Recommendation,
     attach_standings,
@@ -63,9 +63,10 @@ from halospec_tui.core.recommendation import (
     recommend_from_rows,
     with_apply,
 )
+from halospec_tui.core.scenario import PromptSchedule
 from halospec_tui.core.schedule import planned_rounds, resolve_order, round_plan
 from halospec_tui.core.stats import summarize_mode
-from halospec_tui.profile import Profile, parse_mode
+from halospec_tui.profile import Profile
 
 LIVE_REPLICATES = 400  # bootstrap replicates for the standings shown while the run goes on
 FINAL_REPLICATES = 2000
@@ -98,7 +99,7 @@ class ModeRun:
 
     @property
     def fixed(self) -> bool:
-        return self.controller.name == "fixed"
+        return self.controller.name == modes.FIXED
 
     @property
     def left(self) -> int:
@@ -137,8 +138,8 @@ class Runner:
         self.mode_summaries: list[dict[str, Any]] = []
         # what the end-of-run evaluation table needs of every finished mode's rows (slim
         # records, and only when the run has such a table: every row is in results.csv)
-        self._keep_eval_rows = evaluate_mod.applies(profile.run.modes)
-        self.eval_rows: list[evaluate_mod.EvalRow] = []
+        self._keep_eval_rows = eval_metrics.applies(profile.run.modes)
+        self.eval_rows: list[eval_metrics.EvalRow] = []
         self.controller_ms: dict[str, list[float]] = {}  # per mode: decide+observe ms per step
         self.summary: dict[str, Any] | None = None
         self.recommendation: Recommendation | None = None
@@ -146,8 +147,7 @@ class Runner:
         self._mode = ""
         self._runs: list[ModeRun] = []
         self._best_tie = (10**9, 0)  # smallest tie set seen, and the round it was first seen
-        if hasattr(backend, "set_notifier"):  # backends speak through Notices too
-            backend.set_notifier(self._backend_notice)
+        backend.set_notifier(self._backend_notice)  # backends speak through Notices too
 
     def _backend_notice(self, level: str, text: str) -> None:
         self.bus.publish(Notice(level, text, self._mode))
@@ -237,7 +237,8 @@ class Runner:
         p = self.profile
         modes = list(p.run.modes)
         self._runs = [
-            ModeRun(m, i, make_controller(m, p), p.steps_for(m)) for i, m in enumerate(modes)
+            ModeRun(m, i, make_controller(m, p.controller), p.steps_for(m))
+            for i, m in enumerate(modes)
         ]
         self.bus.publish(
             RunStarted(
@@ -501,8 +502,8 @@ class Runner:
                 )
             )
         self._mode = mr.mode
-        kind, _ = parse_mode(mr.mode)
-        self.backend.prepare_mode(mr.mode, mr.controller.warmup_k if kind == "fixed" else None)
+        kind, _ = modes.parse(mr.mode)
+        self.backend.prepare_mode(mr.mode, mr.controller.warmup_k if kind == modes.FIXED else None)
         if not mr.warmed:
             self._warmup(mr, warmup)
             mr.warmed = True
@@ -700,8 +701,6 @@ class Runner:
             self._finish_mode(mr)
 
     def _collect_evidence(self, mr: ModeRun) -> None:
-        if not hasattr(self.backend, "mode_evidence"):
-            return
         try:
             ev = self.backend.mode_evidence() or None
         except Exception as e:  # proof is best effort; never lose the mode over it
@@ -726,7 +725,7 @@ class Runner:
         mode, rows = mr.mode, mr.rows
         summary = summarize_mode(mode, rows, p.score, p.score.convergence_window)
         if self._keep_eval_rows:
-            self.eval_rows.extend(evaluate_mod.EvalRow.of(r) for r in rows)
+            self.eval_rows.extend(eval_metrics.EvalRow.of(r) for r in rows)
         ctl = self.controller_ms.get(mode) or []
         summary["controller_ms_per_step"] = round(sum(ctl) / len(ctl), 4) if ctl else None
         summary["contaminated_steps"] = sum(1 for r in rows if r.contaminated)
@@ -833,7 +832,7 @@ class Runner:
         else:
             rec_dict = (self.summary or {}).get("recommendation")
         self.eval_rows.sort(key=lambda r: (place.get(r.mode, len(place)), r.step))
-        evaluation = evaluate_mod.evaluation_for_run(self.eval_rows, p, self.controller_ms)
+        evaluation = eval_metrics.evaluation_for_run(self.eval_rows, p, self.controller_ms)
         return {
             "modes": modes,
             "winner": rec_dict.get("mode") if rec_dict else None,

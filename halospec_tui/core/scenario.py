@@ -25,13 +25,11 @@ combined with the row's load phase: ``code``, ``prose`` (content only), ``steady
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from halospec_tui.backends.base import Prompt
-from halospec_tui.core.prompts import PromptSchedule, load_prompts
 from halospec_tui.profile import Profile, ScenarioSettings
+from halospec_tui.prompts import Prompt, load_suite
 
 
 @dataclass(frozen=True)
@@ -139,6 +137,17 @@ def describe(sc: ScenarioSettings) -> dict[str, Any]:
     }
 
 
+class PromptSchedule:
+    """Which prompt each request of a mode gets: the same sequence in every mode, so that
+    modes are compared on the same content (request i of a mode -> prompts[i % n])."""
+
+    def __init__(self, prompts: list[Prompt]) -> None:
+        self.prompts = prompts
+
+    def prompt_for(self, mode: str, request_index: int, step: int | None) -> Prompt:
+        return self.prompts[request_index % len(self.prompts)]
+
+
 class ScenarioPromptSchedule(PromptSchedule):
     """The base schedule's prompts, by category per content segment, optionally made unique.
 
@@ -156,8 +165,7 @@ class ScenarioPromptSchedule(PromptSchedule):
             for cat in dict.fromkeys(self.sc.categories):
                 pool = [p for p in base.prompts if p.category == cat]
                 if not pool:
-                    req = dataclasses.replace(profile.request, prompts_file=f"builtin:{cat}")
-                    pool = load_prompts(dataclasses.replace(profile, request=req))
+                    pool = load_suite(f"builtin:{cat}", cat)
                 self.pools[cat] = pool
 
     def prompt_for(self, mode: str, request_index: int, step: int | None) -> Prompt:

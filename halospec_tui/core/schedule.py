@@ -19,7 +19,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-ORDERS = ("auto", "interleaved", "blocks", "sequential")
+from halospec_tui.profile import ORDERS
+
+__all__ = ["ORDERS", "EXPENSIVE_SWITCH", "Stint", "planned_rounds", "resolve_order", "round_plan"]
 EXPENSIVE_SWITCH = ("reload", "restart")
 
 

@@ -1,9 +1,9 @@
 """Per-mode statistics with HaloSpec's exact definitions, as JSON-ready plain values.
 
-Definitions (shared/facts/original-halospec.md): latency statistics cover successful steps only;
-percentiles are nearest rank, `idx = ceil(p/100 * n) - 1`, and the median is that p50 (an
-element of the data, never an interpolated mean of two, so [100, 200, 300, 400] has median
-200); stddev is the population one; throughput = sum(tokens) / (sum(latency_ms) / 1000); the
+Definitions (HaloSpec's, docs/halospec.md): latency statistics cover successful steps only;
+percentiles are nearest rank, `idx = ceil(p/100 * n) - 1` (halospec_tui/percentile.py), and the
+median is that p50 (an element of the data, never an interpolated mean of two, so
+[100, 200, 300, 400] has median 200); stddev is the population one; throughput = sum(tokens) / (sum(latency_ms) / 1000); the
 score (lower is better) = w.avg*avg + w.p95*p95 + w.stddev*stddev. Every number is a plain
 float or int and never NaN, so summaries go straight into json.dumps(allow_nan=False).
 """
@@ -11,13 +11,23 @@ float or int and never NaN, so summaries go straight into json.dumps(allow_nan=F
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from halospec_tui.core.events import StepRow
+from halospec_tui.percentile import nearest_rank, percentile_nearest_rank
 from halospec_tui.profile import ScoreSettings
+
+__all__ = [
+    "draft_changes",
+    "convergence_step",
+    "nearest_rank",
+    "percentile_nearest_rank",
+    "summarize",
+    "summarize_mode",
+]
 
 _LATENCY_KEYS = (
     "avg_ms",
@@ -39,19 +49,6 @@ def _num(x: Any) -> float | None:
         return None
     f = float(x)
     return f if math.isfinite(f) else None
-
-
-def percentile_nearest_rank(values: Iterable[float], p: float) -> float | None:
-    """Nearest-rank percentile, `idx = ceil(p/100 * n) - 1` clamped to the data; None if empty.
-
-    The expression order matches the original's `(pct / 100.0) * n` so float rounding agrees.
-    """
-    v = sorted(float(x) for x in values)
-    n = len(v)
-    if n == 0:
-        return None
-    idx = min(max(math.ceil((p / 100.0) * n) - 1, 0), n - 1)
-    return v[idx]
 
 
 def summarize(rows: Sequence[StepRow], weights: ScoreSettings | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from statistics import median
 from typing import Any
 
+from halospec_tui import modes as modes_mod
 from halospec_tui.core.events import StepRow
 
 # Over: a server that honours k never drafts more than k per verify step; the slack covers
@@ -217,8 +218,8 @@ def _discriminates(lo: dict[str, Any], hi: dict[str, Any]) -> bool:
 def identical_pairs(modes: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
     """Pairs of fixed modes that asked for different k but drafted the same (within 10 %),
     where an honoured k would have made them differ: (mode_a, mode_b, observed k)."""
-    fixed = [m for m in modes if m["mode"].startswith("fixed_") and _observed(m) is not None]
-    fixed.sort(key=lambda m: int(m["mode"][6:]))
+    fixed = [m for m in modes if modes_mod.is_fixed(m["mode"]) and _observed(m) is not None]
+    fixed.sort(key=lambda m: modes_mod.fixed_k(m["mode"]))
     out: list[tuple[str, str, float]] = []
     for i, a in enumerate(fixed):
         for b in fixed[i + 1 :]:

@@ -5,8 +5,9 @@ the `EventPump` on its delivery thread; the pump posts one `EventsBatch` message
 second; the UI thread folds the batch into `MonitorState` and redraws the panes that changed.
 Nothing on the UI thread waits for the runner, and the runner never waits for the UI.
 
-Exit statuses of `run_monitor`: 0 (run ended, or q), 130 (Ctrl+C or SIGINT), 143 (SIGTERM),
-3 (backend unavailable), 2 (bad profile or --out), 1 (the run stopped on an error).
+Exit statuses of `run_monitor` (halospec_tui/exitcodes.py): OK (run ended, or q), INTERRUPTED
+(Ctrl+C or SIGINT), TERMINATED (SIGTERM), SERVER (backend unavailable), INPUT (bad profile or
+--out), ERROR (the run stopped on an error).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from textual.screen import Screen
 
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.core.events import Event
+from halospec_tui.core.results import ResultsFileError, export
+from halospec_tui.exitcodes import ExitCode
+from halospec_tui.procs import children
 from halospec_tui.profile import Profile, ProfileError
+from halospec_tui.session import Session
 from halospec_tui.tui.messages import (
     BackendFailed,
     EventsBatch,
@@ -39,6 +44,7 @@ from halospec_tui.tui.messages import (
     RunEnded,
 )
 from halospec_tui.tui.pump import EventPump
+from halospec_tui.tui.report import load_report
 from halospec_tui.tui.screens.discover import DiscoverScreen
 from halospec_tui.tui.screens.export import ExportScreen
 from halospec_tui.tui.screens.help import HelpScreen
@@ -104,9 +110,9 @@ class MonitorApp(App[None]):
         if session is not None:
             s, b = self.state, session.backend
             s.profile = session.profile.name
-            s.backend = getattr(b, "kind", session.profile.backend.kind)
-            s.draft_channel = getattr(b, "draft_channel", "")
-            s.model = getattr(b, "model", "") or session.profile.request.model
+            s.backend = b.kind or session.profile.backend.kind
+            s.draft_channel = b.draft_channel
+            s.model = b.model or session.profile.request.model
             s.run_dir = str(session.run_dir)
             s.modes = tuple(session.profile.run.modes)
             s.total_steps = session.profile.total_steps()
@@ -188,7 +194,7 @@ class MonitorApp(App[None]):
 
     def on_backend_failed(self, message: BackendFailed) -> None:
         self.run_error = message.error
-        self._close_and_exit(3, f"halospec-tui: backend unavailable: {message.error}")
+        self._close_and_exit(ExitCode.SERVER, f"halospec-tui: backend unavailable: {message.error}")
 
     def on_run_ended(self, message: RunEnded) -> None:
         self.run_error = message.error
@@ -204,8 +210,6 @@ class MonitorApp(App[None]):
         self.pump.stop()
         if not self.show_summary:
             return
-        from halospec_tui.tui.report import load_report
-
         if summary is None:
             with contextlib.suppress(Exception):
                 summary = s.final_summary()
@@ -284,8 +288,6 @@ class MonitorApp(App[None]):
 
     @work(thread=True, group="export", exit_on_error=False)
     def _export(self, dest: Path) -> None:
-        from halospec_tui.core.results import export
-
         try:
             paths = export(self.session.run_dir, dest, self.session.profile)
         except Exception as e:
@@ -330,10 +332,10 @@ class MonitorApp(App[None]):
         )
 
     def action_quit_run(self) -> None:
-        self.stop_run(1 if self.run_error else 0)
+        self.stop_run(ExitCode.ERROR if self.run_error else ExitCode.OK)
 
     def action_interrupt(self) -> None:
-        self.stop_run(130)
+        self.stop_run(ExitCode.INTERRUPTED)
 
     def stop_run(self, code: int) -> None:
         """Cancel the sweep, wait up to 5 s for it, stop everything, exit with `code`."""
@@ -401,34 +403,30 @@ def _err(text: str) -> None:
 
 def run_monitor(profile: Profile, out: str | None = None, *, backend: Any = None) -> int:
     """Open the monitor on a new run of `profile`; returns the process exit status."""
-    from halospec_tui.session import Session
-
     try:
         session = Session.create(profile, out, backend=backend)
     except ProfileError as e:
         _err(str(e))
-        return 2
+        return ExitCode.INPUT
     app = MonitorApp(session)
     loop = asyncio.new_event_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, app.stop_run, 143)
-        loop.add_signal_handler(signal.SIGINT, app.stop_run, 130)
+        loop.add_signal_handler(signal.SIGTERM, app.stop_run, ExitCode.TERMINATED)
+        loop.add_signal_handler(signal.SIGINT, app.stop_run, ExitCode.INTERRUPTED)
     try:
         app.run(loop=loop)
     finally:
         session.close()
         _close_loop(loop)
-    code = app.return_code if app.return_code is not None else 0
+    code = app.return_code if app.return_code is not None else ExitCode.OK
     t = app.sweep_thread
     if t is not None and t.is_alive():
         t.join(2.0)
     if t is not None and t.is_alive():
         # a request that ignores cancellation: the files are closed and every child stopped,
         # so leave now rather than wait for its timeout at interpreter exit
-        from halospec_tui.core import procs
-
         _err("the step in flight did not end; leaving it behind (files are complete)")
-        procs.stop_all()
+        children.stop_all()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -452,14 +450,11 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 def run_report(path: Path) -> int:
     """Open the summary screen for a run folder or a results CSV (ours or HaloSpec's)."""
-    from halospec_tui.core.results import ResultsFileError
-    from halospec_tui.tui.report import load_report
-
     try:
         data = load_report(path)
     except (ResultsFileError, ProfileError) as e:
         _err(str(e))
-        return 2
+        return ExitCode.INPUT
     app = ReportApp(data)
     app.run()
-    return app.return_code if app.return_code is not None else 0
+    return app.return_code if app.return_code is not None else ExitCode.OK

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from halospec_tui.modes import FIXED_PREFIX, is_fixed
+
 PHASE_ORDER = ("warmup", "steady", "load", "recovery")
 PHASE_COLORS = {"warmup": "yellow", "steady": "green", "load": "red", "recovery": "cyan"}
 # distinct symbols too, so phases stay apart without colour (NO_COLOR)
@@ -30,10 +32,6 @@ class ModeSeries:
     phases: list[str] = field(default_factory=list)
     latency: list[float | None] = field(default_factory=list)  # None for failed steps
     k: list[int] = field(default_factory=list)
-
-
-def is_fixed(mode: str) -> bool:
-    return mode.startswith("fixed_")
 
 
 def series_from_rows(rows: Iterable[Any]) -> dict[str, ModeSeries]:
@@ -73,7 +71,7 @@ def fixed_latency_plot(modes: Sequence[dict[str, Any]]) -> tuple[str, str, Draw]
     fixed = [m for m in modes if is_fixed(str(m.get("mode"))) and m.get("avg_ms") is not None]
     if not fixed:
         return None
-    labels = [str(m["mode"]).replace("fixed_", "k=") for m in fixed]
+    labels = [str(m["mode"]).replace(FIXED_PREFIX, "k=") for m in fixed]
     avg = [float(m["avg_ms"]) for m in fixed]
     p95 = [float(m.get("p95_ms") or m["avg_ms"]) for m in fixed]
 
@@ -101,7 +99,7 @@ def score_plot(modes: Sequence[dict[str, Any]], winner: str | None) -> tuple[str
     scored = [m for m in modes if m.get("score") is not None]
     if not scored:
         return None
-    labels = [str(m["mode"]).replace("fixed_", "k=") for m in scored]
+    labels = [str(m["mode"]).replace(FIXED_PREFIX, "k=") for m in scored]
     scores = [float(m["score"]) for m in scored]
 
     def draw(f: Any, w: int, h: int) -> None:

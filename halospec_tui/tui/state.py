@@ -31,6 +31,8 @@ from halospec_tui.core.events import (
     WarmupDone,
     WarmupStep,
 )
+from halospec_tui.core.stats import nearest_rank
+from halospec_tui.modes import FIXED
 
 HISTORY = 512  # points per sparkline: more than any pane is wide
 PCT_WINDOW = 8192  # latencies kept for the live p50/p95 (exact until a mode is longer)
@@ -45,15 +47,6 @@ CHANNEL_TEXT = {
     "restart": "server restart per k",
     "none": "not applied (channel none)",
 }
-
-
-def nearest_rank(sorted_values: list[float], p: float) -> float | None:
-    """HaloSpec's percentile: idx = ceil(p/100 * n) - 1 over sorted values."""
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    idx = min(max(math.ceil((p / 100.0) * n) - 1, 0), n - 1)
-    return sorted_values[idx]
 
 
 def fmt_num(v: float | None, nd: int = 1, unit: str = "") -> str:
@@ -235,7 +228,7 @@ class MonitorState:
         if self.focus in self.views:
             return self.views[self.focus]
         if self.order in ("interleaved", "blocks") and not self._warming():
-            adaptive = [v for v in self.views.values() if v.controller != "fixed"]
+            adaptive = [v for v in self.views.values() if v.controller != FIXED]
             if adaptive:
                 return adaptive[0]
             lead = (self.standings or {}).get("mode")
@@ -406,7 +399,7 @@ class MonitorState:
         self.latest = row.mode
         v.steps = max(v.steps, row.step)
         v.add(row)
-        if v.controller == "fixed" or v.ctl_k is None:
+        if v.controller == FIXED or v.ctl_k is None:
             v.ctl_k = row.draft_length
         self.dirty.update(("progress", "modes"))
         if self.mode is v:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 import time
 
-from halospec_tui.backends.base import Prompt, Reply
+from halospec_tui.backends.base import Backend, Reply
 from halospec_tui.profile import Profile
+from halospec_tui.prompts import Prompt
 
 
 def scripted_latency(k: int, n: int) -> float:
@@ -18,7 +19,7 @@ def scripted_latency(k: int, n: int) -> float:
     return 100.0 + 9.0 * abs(k - 5) + float((n * 37) % 13)
 
 
-class ScriptedBackend:
+class ScriptedBackend(Backend):
     kind = "scripted"
     draft_channel = "request"
     model = "scripted-model"
@@ -37,9 +38,6 @@ class ScriptedBackend:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        pass
-
-    def prepare_mode(self, mode: str, k: int | None) -> None:
         pass
 
     def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
@@ -69,9 +67,6 @@ class ScriptedBackend:
             draft_n=draft_n,
             draft_n_accepted=accepted,
         )
-
-    def metrics(self) -> dict[str, float] | None:
-        return None
 
     def close(self) -> None:
         self.closed = True

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-CATEGORIES = ("code", "prose", "math", "json")
+from halospec_tui.prompts import CATEGORIES  # defined once, where the prompt suites are read
+
+__all__ = ["CATEGORIES", "classify", "count_tokens"]
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 _JSON_RE = re.compile(r"\bjson\b|\{\s*\"", re.IGNORECASE)

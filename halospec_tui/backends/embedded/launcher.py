@@ -4,7 +4,7 @@
         httpx.post(srv.url + "/v1/chat/completions", json=...)
 
 The server watches its parent (`--parent-pid`), so it exits even if the harness is killed
-outright; `stop()` (and the context manager, and `procs.stop_all` at exit) stop it in order.
+outright; `stop()` (and the context manager, and `procs.children.stop_all` at exit) stop it in order.
 Its stderr goes to a temporary file, whose last lines explain a failed start.
 """
 
@@ -21,10 +21,10 @@ from typing import IO, Any
 import httpx
 
 from halospec_tui.backends.base import BackendUnavailable
-from halospec_tui.core.procs import Child, python_child_cmd, spawn
+from halospec_tui.procs.children import Child, python_child_cmd, spawn
+from halospec_tui.prompts import CATEGORIES
 
 MODULE = "halospec_tui.backends.embedded"
-_CATEGORIES = ("code", "prose", "math", "json")
 
 
 class EmbeddedServer:
@@ -102,7 +102,7 @@ class EmbeddedServer:
         ]
         if self.ignore_request_n_max:
             a.append("--ignore-request-n-max")
-        for cat in _CATEGORIES:
+        for cat in CATEGORIES:
             if self.alphas[cat] is not None:
                 a += [f"--alpha-{cat}", repr(float(self.alphas[cat]))]  # type: ignore[arg-type]
         for flag, value in (

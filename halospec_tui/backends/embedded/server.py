@@ -33,8 +33,10 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from halospec_tui.backends.embedded.categories import CATEGORIES
 from halospec_tui.backends.embedded.engine import MAX_TOKENS_CAP, Engine
+from halospec_tui.exitcodes import ExitCode
+from halospec_tui.procs.children import watch_parent
+from halospec_tui.prompts import CATEGORIES
 
 DEFAULT_MODEL = "embedded-spec"
 DEFAULT_MAX_TOKENS = 128
@@ -647,22 +649,20 @@ def main(argv: list[str] | None = None) -> int:
         if httpd is not None:
             threading.Thread(target=httpd.shutdown, daemon=True).start()
         else:
-            raise SystemExit(0)
+            raise SystemExit(ExitCode.OK)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if args.parent_pid:
-        from halospec_tui.core.procs import watch_parent
-
         watch_parent(args.parent_pid)
     try:
         alphas = {c: getattr(args, f"alpha_{c}") for c in CATEGORIES}
         if any(a is not None and not 0.0 <= a <= 1.0 for a in alphas.values()):
             print("embedded: alphas must be from 0 to 1", file=sys.stderr)
-            return 2
+            return ExitCode.INPUT
         if not 0 <= args.default_n_max <= 64:
             print("embedded: --default-n-max must be from 0 to 64", file=sys.stderr)
-            return 2
+            return ExitCode.INPUT
         engine = Engine(
             seed=args.seed,
             default_n_max=args.default_n_max,
@@ -675,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
             poll_us=args.poll_us,
         )
     except SystemExit:
-        return 0
+        return ExitCode.OK
     try:
         state = State(
             engine,
@@ -686,9 +686,9 @@ def main(argv: list[str] | None = None) -> int:
             httpd = EmbeddedHTTPServer((args.host, args.port), state)
         except OSError as e:
             print(f"embedded: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
-            return 1
+            return ExitCode.ERROR
         if stop.is_set():
-            return 0
+            return ExitCode.OK
         try:
             sys.stdout.write(f"LISTENING {httpd.url}\n")
             sys.stdout.flush()
@@ -702,4 +702,4 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         engine.close()
-    return 0
+    return ExitCode.OK

@@ -1,5 +1,5 @@
 """`d` (or the command palette's "Discover servers"): find local inference servers and
-write a ready profile for the one the user picks, as `halospec-tui --discover` does.
+write a ready profile for the one the user picks, as `halospec-tui discover` does.
 
 The probes (short, bounded HTTP requests, `backends.discover`) run in a thread worker, so
 the monitor keeps drawing and the sweep keeps its own thread; the result comes back as a
@@ -21,6 +21,7 @@ from textual.widgets import Button, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from halospec_tui.backends import discover as disc
+from halospec_tui.discovered_profile import default_profile_path, write_profile
 
 Prober = Callable[[], list[disc.Found]]
 
@@ -117,9 +118,9 @@ class DiscoverScreen(ModalScreen[Path | None]):
 
     def _write(self, index: int) -> None:
         found = self.found[index]
-        dest = self.folder / disc.default_profile_path(found).name
+        dest = self.folder / default_profile_path(found).name
         try:
-            path = disc.write_profile(found, dest)
+            path = write_profile(found, dest)
         except OSError as e:
             self._hint(f"could not write {dest}: {e.strerror or e}", error=True)
             return

@@ -11,6 +11,7 @@ from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from halospec_tui.core.evaluation.text import format_evaluation
 from halospec_tui.core.recommendation import mode_name
 from halospec_tui.headless import format_recommendation
 from halospec_tui.tui.messages import ReportData
@@ -98,8 +99,6 @@ def evaluation_text(summary: dict[str, Any]) -> Text | None:
     if not isinstance(ev, dict) or not ev:
         return None
     try:
-        from halospec_tui.core.evaluate import format_evaluation
-
         return Text(format_evaluation(ev).strip("\n"), no_wrap=True)
     except Exception as e:  # an evaluation we cannot format must not hide the rest
         return Text(f"(evaluation not shown: {e.__class__.__name__}: {e})", style="dim")

@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from halospec_tui.modes import FIXED
 from halospec_tui.tui.state import MonitorState, fmt_num
 
 _SHOWN = {
@@ -33,7 +34,7 @@ class ControllerPane(Static):
         kind = s.ctl_kind or "–"
         t.append("controller ", style="dim")
         t.append(kind, style="bold")
-        if s.ctl_step and kind != "fixed":
+        if s.ctl_step and kind != FIXED:
             t.append(f" · step {s.ctl_step}", style="dim")
         t.append("\nk now ", style="dim")
         t.append(str(s.ctl_k) if s.ctl_k is not None else "–", style="bold")
@@ -61,7 +62,7 @@ class ControllerPane(Static):
                 t.append(f" {g.get('up', 0):g}/{g.get('up_big', 0):g}")
                 t.append("  down <", style="dim")
                 t.append(f" {g.get('down', 0):g}/{g.get('down_big', 0):g}")
-        elif kind == "fixed":
+        elif kind == FIXED:
             t.append("\nk is fixed: no decisions", style="dim")
         for key, x in v.items():
             if key in _SHOWN or x is None:

@@ -23,12 +23,26 @@ failed request, or one without counters, keeps k.
 
 from __future__ import annotations
 
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.controllers.model import solve_alpha, verify_steps
-from halospec_tui.core.events import Decision
-from halospec_tui.profile import HeuristicControllerSettings
+from dataclasses import dataclass
+
+from halospec_tui.controllers.base import AdaptiveSettings, Decision, Observation, describe_move
+from halospec_tui.controllers.model import solve_alpha, verify_steps
+from halospec_tui.settings import setting
 
 FULL_SHARE = 1.0 / 3.0  # +2·p − 1·(1 − p) = 0
+
+
+@dataclass
+class HeuristicControllerSettings(AdaptiveSettings):
+    """adaptive:heuristic — Hugging Face transformers' +2 / -1 draft-length schedule."""
+
+    step_up: int = setting(2, lo=0, hi=64)
+    step_down: int = setting(1, lo=0, hi=64)
+    granularity: str = setting(
+        "steps",
+        choices=("steps", "request"),
+        doc="steps: the per-verify-step rule's drift sign; request: all drafts accepted",
+    )
 
 
 class HeuristicController:
@@ -42,7 +56,7 @@ class HeuristicController:
         self._note = ""
 
     def _clamp(self, k: int) -> int:
-        return min(max(int(k), self.s.k_min), self.s.k_max)
+        return self.s.clamp(int(k))
 
     def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
         return {}
@@ -57,8 +71,7 @@ class HeuristicController:
         self._pending = None
         new = self._clamp(k + delta)
         self.k = new
-        move = f"k {k}→{new}" if new != k else f"keep k {k}" + (" (at bound)" if delta else "")
-        return Decision(k=new, reason=f"{why} → {move}", values=values)
+        return Decision(k=new, reason=f"{why} → {describe_move(k, new, delta)}", values=values)
 
     def observe(self, obs: Observation) -> None:
         self._pending = None

@@ -8,7 +8,7 @@ through `spawn`. Three layers make sure none is left behind:
    then stops them in order instead of racing them;
 3. if the harness is killed outright (SIGKILL), each child notices its parent is gone: our own
    Python children call `watch_parent`, and foreign programs (llama-server) run under a small
-   guard process (`python -m halospec_tui.core.guard`) that polls the parent and kills its
+   guard process (`python -m halospec_tui.procs.guard`) that polls the parent and kills its
    child, which in turn has PR_SET_PDEATHSIG set to die with the guard.
 """
 
@@ -25,9 +25,11 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
+from halospec_tui.exitcodes import ExitCode
+from halospec_tui.procs.parent import POLL_S, parent_gone
+
 _children: set[Child] = set()
 _lock = threading.Lock()
-POLL_S = 0.2
 
 
 class Child:
@@ -79,7 +81,7 @@ def spawn(
     """Start `cmd` as a tracked child. `guard=True` wraps programs that cannot watch us."""
     argv = list(cmd)
     if guard:
-        argv = [sys.executable, "-m", "halospec_tui.core.guard", str(os.getpid()), "--", *argv]
+        argv = [sys.executable, "-m", "halospec_tui.procs.guard", str(os.getpid()), "--", *argv]
     popen = subprocess.Popen(
         argv,
         env=env,
@@ -123,18 +125,6 @@ atexit.register(stop_all)
 # --- child side ----------------------------------------------------------------------------
 
 
-def parent_gone(parent_pid: int) -> bool:
-    if os.getppid() != parent_pid:
-        return True
-    try:
-        os.kill(parent_pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def watch_parent(parent_pid: int, on_gone: Any = None) -> threading.Thread:
     """In a child: exit as soon as the parent is gone (a daemon thread polls)."""
 
@@ -144,7 +134,7 @@ def watch_parent(parent_pid: int, on_gone: Any = None) -> threading.Thread:
         if on_gone is not None:
             with contextlib.suppress(Exception):
                 on_gone()
-        os._exit(0)
+        os._exit(ExitCode.OK)
 
     t = threading.Thread(target=loop, daemon=True, name="watch-parent")
     t.start()

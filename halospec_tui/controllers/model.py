@@ -52,9 +52,8 @@ from dataclasses import dataclass, field
 
 from numpy.polynomial.hermite_e import hermegauss
 
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.events import Decision
-from halospec_tui.profile import ModelControllerSettings
+from halospec_tui.controllers.base import Decision, Observation
+from halospec_tui.controllers.model_settings import ModelControllerSettings
 
 _ALPHA_LO, _ALPHA_HI = 1e-6, 1.0 - 1e-9
 PRIOR_SD = 3.0  # sd of the prior slope, in units of the prior slope itself (a weak prior)

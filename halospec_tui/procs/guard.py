@@ -1,4 +1,4 @@
-"""Guard for a foreign child: `python -m halospec_tui.core.guard PARENT_PID -- CMD ...`.
+"""Guard for a foreign child: `python -m halospec_tui.procs.guard PARENT_PID -- CMD ...`.
 
 Runs CMD, and ends it when the harness (PARENT_PID) is gone, when the guard is told to stop
 (SIGTERM/SIGINT) or when CMD exits. CMD gets PR_SET_PDEATHSIG, so it dies with the guard.
@@ -12,13 +12,15 @@ import subprocess
 import sys
 import time
 
-from halospec_tui.core.procs import POLL_S, parent_gone, set_pdeathsig
+from halospec_tui.exitcodes import ExitCode
+from halospec_tui.procs.children import set_pdeathsig
+from halospec_tui.procs.parent import POLL_S, parent_gone
 
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m halospec_tui.core.guard PARENT_PID -- CMD ...", file=sys.stderr)
-        return 2
+        print("usage: python -m halospec_tui.procs.guard PARENT_PID -- CMD ...", file=sys.stderr)
+        return ExitCode.INPUT
     parent = int(argv[0])
     stopping = False
 
@@ -33,13 +35,13 @@ def main(argv: list[str]) -> int:
     def child_setup() -> None:
         set_pdeathsig()
         if os.getppid() != guard_pid:  # the guard died before PDEATHSIG was armed
-            os._exit(1)
+            os._exit(ExitCode.ERROR)
 
     try:
         child = subprocess.Popen(argv[2:], preexec_fn=child_setup)
     except OSError as e:
         print(f"guard: cannot start {argv[2]}: {e}", file=sys.stderr)
-        return 127
+        return 127  # the shell's "cannot execute", as the program never ran
     while child.poll() is None and not stopping and not parent_gone(parent):
         time.sleep(POLL_S)
     if child.poll() is None:

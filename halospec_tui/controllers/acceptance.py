@@ -1,11 +1,11 @@
-"""Acceptance-rate stepping (shared/seeds/002_edcae8ac71b34146.txt), fed by the server's counters.
+"""Acceptance-rate stepping (seed 002 in docs/controllers.md), fed by the server's counters.
 
 The seed records one acceptance rate per draft, keeps the last `window` drafts and, every
 `adjust_every` drafted tokens, moves k by a big or small step depending on the rolling mean.
 A server reports only per-request totals (draft_n tokens drafted, draft_n_accepted accepted),
 so each request enters the window as a *weighted* sample: its rate accepted/drafted, weighted
 by its estimated number of drafts. Each verify step emits its accepted tokens plus one, so
-drafts ≈ predicted_n − draft_n_accepted (shared/facts/servers.md); without predicted_n,
+drafts ≈ predicted_n − draft_n_accepted (docs/servers.md); without predicted_n,
 ceil(draft_n / k). The window keeps the newest `window` drafts' worth of weight, trimming the
 oldest sample partially, which is exactly the seed's per-draft mean when a request's drafts
 share its rate.
@@ -18,10 +18,31 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.events import Decision
-from halospec_tui.profile import AcceptanceControllerSettings
+from halospec_tui.controllers.base import AdaptiveSettings, Decision, Observation, describe_move
+from halospec_tui.settings import setting
+
+
+@dataclass
+class AcceptanceControllerSettings(AdaptiveSettings):
+    """adaptive:acceptance — step k by the rolling acceptance rate of the last drafts."""
+
+    window: int = setting(128, lo=1, hi=1_000_000, doc="drafts in the rolling window")
+    adjust_every: int = setting(64, lo=1, hi=1_000_000, doc="drafted tokens between adjustments")
+    up_big: float = setting(0.65, lo=0, hi=1)
+    up: float = setting(0.55, lo=0, hi=1)
+    down: float = setting(0.45, lo=0, hi=1)
+    down_big: float = setting(0.35, lo=0, hi=1)
+    step_small: int = setting(2, lo=0, hi=64)
+    step_big: int = setting(4, lo=0, hi=64)
+
+    def conflict(self) -> tuple[str, str] | None:
+        if (found := super().conflict()) is not None:
+            return found
+        if not (self.up_big >= self.up >= self.down >= self.down_big):
+            return "", "expected up_big >= up >= down >= down_big"
+        return None
 
 
 def estimate_drafts(obs: Observation) -> int:
@@ -32,13 +53,6 @@ def estimate_drafts(obs: Observation) -> int:
     else:
         d = math.ceil(drafted / max(obs.k, 1))
     return max(1, min(d, drafted))
-
-
-def _move(k: int, new: int, wanted: int) -> str:
-    """'k 4→6', 'keep k 4', or 'keep k 8 (at bound)' when a wanted move was clamped away."""
-    if new != k:
-        return f"k {k}→{new}"
-    return f"keep k {k}" + (" (at bound)" if wanted else "")
 
 
 class AcceptanceController:
@@ -57,7 +71,7 @@ class AcceptanceController:
         self._last_had_counters = True
 
     def _clamp(self, k: int) -> int:
-        return min(max(k, self.s.k_min), self.s.k_max)
+        return self.s.clamp(k)
 
     @property
     def acceptance(self) -> float | None:
@@ -104,9 +118,7 @@ class AcceptanceController:
             new = self._clamp(k + delta)
             self.drafted_since_adjust = 0
             self.k = new
-            why = (
-                f"acceptance {rate:.2f} {cmp} over {self._weight:g} drafts → {_move(k, new, delta)}"
-            )
+            why = f"acceptance {rate:.2f} {cmp} over {self._weight:g} drafts → {describe_move(k, new, delta)}"
         return Decision(k=self.k, reason=why, values=values)
 
     def observe(self, obs: Observation) -> None:

@@ -24,16 +24,36 @@ A failed request, or one without tokens or latency, gives no reward and keeps k.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.controllers.model import ShiftScreen
-from halospec_tui.core.events import Decision
-from halospec_tui.profile import BanditControllerSettings
+from halospec_tui.controllers.base import AdaptiveSettings, Decision, Observation
+from halospec_tui.controllers.model import ShiftScreen
+from halospec_tui.settings import setting
 
 INITIAL_SD = 0.1  # log-reward sd before residuals are known (~10 % per request)
 PRIOR_WEIGHT = 3.0  # ... worth this many residuals
 CUSUM_K, CUSUM_CLIP = 0.5, 3.0  # CUSUM allowance and the most one reward adds (in sds)
 LEVEL_RATE, STALE_SDS = 0.2, 2.0  # reward-level EWMA; an arm is stale past this many sds
+
+
+@dataclass
+class BanditControllerSettings(AdaptiveSettings):
+    """adaptive:bandit — discounted UCB over k on log tokens/s, leader's neighbours only."""
+
+    discount: float = setting(0.97, lo=0.0, hi=1.0, doc="weight kept per request on older data")
+    exploration: float = setting(1.0, lo=0.0, hi=100, doc="UCB bonus multiplier")
+    radius: int = setting(1, lo=1, hi=64, doc="neighbours of the leader that may be played")
+    seen: float = setting(0.5, lo=0.0, hi=1e6, doc="discounted plays below which an arm is unknown")
+    noise_floor: float = setting(0.01, lo=0.0, hi=10, doc="floor of the log-reward sd")
+    min_gain: float = setting(
+        0.02, lo=0.0, hi=1.0, doc="a neighbour's index must beat the leader's by this"
+    )
+    cusum_h: float = setting(
+        6.0, lo=0.0, hi=1000, doc="CUSUM threshold (sds) for a lasting shift; 0 = off"
+    )
+    change_z: float = setting(4.0, lo=0.0, hi=1000, doc="reward z-score of a shift; 0 = off")
+    change_runs: int = setting(2, lo=1, hi=1000, doc="consecutive such rewards for a shift")
+    change_keep: float = setting(0.0, lo=0.0, hi=1.0, doc="weight kept on history at a shift")
 
 
 class BanditController:
@@ -58,7 +78,7 @@ class BanditController:
         self.shifts = 0
 
     def _clamp(self, k: int) -> int:
-        return min(max(int(k), self.s.k_min), self.s.k_max)
+        return self.s.clamp(int(k))
 
     def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
         return {}

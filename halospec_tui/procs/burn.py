@@ -1,10 +1,10 @@
-"""One-core CPU burner: `python -m halospec_tui.core.burn --parent-pid PID`.
+"""One-core CPU burner: `python -m halospec_tui.procs.burn --parent-pid PID`.
 
 Spins a tight pure-Python loop until it is told to stop (SIGTERM/SIGINT, quietly, exit 0)
 or its parent is gone (checked every few milliseconds, exit 0). Started once per core by
-`halospec_tui.core.load.LoadInjector`, so it imports only `os`, `signal` and `time`
-(not `procs`, which pulls in subprocess and threading); the parent check below is the same
-as `procs.parent_gone`.
+`halospec_tui.core.load.LoadInjector`, so it imports only `os`, `signal`, `time`,
+`procs.parent` and the exit codes (not `procs.children`, which pulls in subprocess and
+threading).
 """
 
 from __future__ import annotations
@@ -14,24 +14,15 @@ import signal
 import sys
 import time
 
+from halospec_tui.exitcodes import ExitCode
+from halospec_tui.procs.parent import parent_gone
+
 CHECK_S = 0.05  # how often the parent is checked
 _BLOCK = 20_000  # loop iterations between clock reads (~1 ms of CPU)
 
 
-def _parent_gone(parent_pid: int) -> bool:
-    if os.getppid() != parent_pid:
-        return True
-    try:
-        os.kill(parent_pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def _quit(signum: int, frame: object) -> None:
-    os._exit(0)
+    os._exit(ExitCode.OK)
 
 
 def burn(parent_pid: int | None) -> int:
@@ -42,8 +33,8 @@ def burn(parent_pid: int | None) -> int:
     while True:
         now = monotonic()
         if now >= next_check:
-            if parent_pid is not None and _parent_gone(parent_pid):
-                return 0
+            if parent_pid is not None and parent_gone(parent_pid):
+                return ExitCode.OK
             next_check = now + CHECK_S
         for i in range(_BLOCK):
             x = (x + i * i) & 0xFFFF
@@ -59,7 +50,7 @@ def _parse(argv: list[str]) -> int | None:
             parent = int(arg.split("=", 1)[1])
         else:
             raise SystemExit(
-                f"usage: python -m halospec_tui.core.burn --parent-pid PID (got {arg!r})"
+                f"usage: python -m halospec_tui.procs.burn --parent-pid PID (got {arg!r})"
             )
     return parent
 
@@ -70,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parent = _parse(sys.argv[1:] if argv is None else argv)
     except (StopIteration, ValueError):
-        print("usage: python -m halospec_tui.core.burn --parent-pid PID", file=sys.stderr)
-        return 2
+        print("usage: python -m halospec_tui.procs.burn --parent-pid PID", file=sys.stderr)
+        return ExitCode.INPUT
     return burn(parent)
 
 

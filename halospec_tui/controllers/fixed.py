@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.events import Decision
+from halospec_tui.controllers.base import Decision, Observation
+from halospec_tui.modes import FIXED
 
 
 class FixedController:
     """Always the same draft length, warmup included (HaloSpec's fixed_K modes)."""
 
-    name = "fixed"
+    name = FIXED
 
     def __init__(self, k: int) -> None:
         if k < 1:

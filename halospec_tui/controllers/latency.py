@@ -3,8 +3,7 @@
 The original (Rust) calibrates two thresholds from warmup latencies, smooths each successful
 step's latency with an EMA and, before each step, moves k from the *current* k and the *last*
 EMA. A failed step drops k to `failure_k` and leaves the EMA untouched, so the next decision
-starts from `failure_k` with the EMA from before the failure. See
-shared/facts/original-halospec.md.
+starts from `failure_k` with the EMA from before the failure (docs/halospec.md).
 
 Two deliberate generalisations, both invisible with the default settings: every result is
 clamped to [k_min, k_max] (the original clamped to [1, 8] with the same defaults), and the
@@ -15,18 +14,28 @@ which can only matter within 1 ms of a threshold).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from halospec_tui.core.controllers.base import Observation
-from halospec_tui.core.events import Decision
-from halospec_tui.core.stats import percentile_nearest_rank
-from halospec_tui.profile import LatencyControllerSettings
+from halospec_tui.controllers.base import AdaptiveSettings, Decision, Observation, describe_move
+from halospec_tui.percentile import percentile_nearest_rank
+from halospec_tui.settings import setting
 
 
-def _move(k: int, new: int, wanted: int) -> str:
-    """'k 4→5', 'keep k 6', or 'keep k 8 (at bound)' when a wanted move was clamped away."""
-    if new != k:
-        return f"k {k}→{new}"
-    return f"keep k {k}" + (" (at bound)" if wanted else "")
+@dataclass
+class LatencyControllerSettings(AdaptiveSettings):
+    """adaptive (adaptive:latency) — HaloSpec's thresholds from warmup latencies, EMA steps."""
+
+    ema_alpha: float = setting(0.4, lo=0.0, hi=1.0)
+    low_factor: float = setting(0.85, lo=0.0, hi=100)
+    high_factor: float = setting(1.05, lo=0.0, hi=100)
+    low_percentile: float = setting(50.0, lo=0, hi=100)
+    high_percentile: float = setting(95.0, lo=0, hi=100)
+    default_low_ms: float = setting(9000.0, lo=0, hi=1e9)
+    default_high_ms: float = setting(22000.0, lo=0, hi=1e9)
+    step_up: int = setting(1, lo=0, hi=64)
+    step_down: int = setting(2, lo=0, hi=64)
+    gentle_below: int = setting(6, lo=0, hi=64, doc="in band: +1 while k is below this")
+    failure_k: int = setting(1, lo=1, hi=64)
 
 
 class LatencyController:
@@ -44,7 +53,7 @@ class LatencyController:
         self._failed_last = False
 
     def _clamp(self, k: int) -> int:
-        return min(max(k, self.s.k_min), self.s.k_max)
+        return self.s.clamp(k)
 
     def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
         """Thresholds from the successful warmup latencies; the defaults when there are none."""
@@ -72,16 +81,16 @@ class LatencyController:
             new, why = k, f"no EMA yet → keep k {k}"
         elif ema < low:
             new = self._clamp(k + s.step_up)
-            why = f"ema {ema:.0f} ms < low {low:.0f} ms → {_move(k, new, s.step_up)}"
+            why = f"ema {ema:.0f} ms < low {low:.0f} ms → {describe_move(k, new, s.step_up)}"
         elif ema > high:
             new = self._clamp(k - s.step_down)
-            why = f"ema {ema:.0f} ms > high {high:.0f} ms → {_move(k, new, s.step_down)}"
+            why = f"ema {ema:.0f} ms > high {high:.0f} ms → {describe_move(k, new, s.step_down)}"
         else:
             band = f"ema {ema:.0f} ms in [{low:.0f}, {high:.0f}] ms"
             gentle = k < s.gentle_below
             new = self._clamp(k + 1 if gentle else k)
             cmp = "<" if gentle else "≥"
-            why = f"{band}, k {cmp} {s.gentle_below} → {_move(k, new, int(gentle))}"
+            why = f"{band}, k {cmp} {s.gentle_below} → {describe_move(k, new, int(gentle))}"
         if self._failed_last:
             why = f"last step failed, k reset to {k}; {why}"
             self._failed_last = False

@@ -1,0 +1,74 @@
+"""Prompts: what a request asks, its category, and the JSONL suites that hold many of them.
+
+A suite is a JSONL file (one object per line: `id`, `category`, `prompt`) or `builtin:NAME`,
+a suite shipped in halospec_tui/data/prompts/NAME.jsonl. The categories are defined here
+once; the profile, the scenario and the embedded engine (whose acceptance depends on them)
+read them from here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+CATEGORIES = ("code", "prose", "math", "json")
+
+
+@dataclass
+class Prompt:
+    id: str
+    category: str
+    text: str
+
+
+class PromptsError(ValueError):
+    """A suite cannot be read or has a bad line; the message is one line saying where."""
+
+
+def builtin_suites() -> list[str]:
+    root = resources.files("halospec_tui") / "data" / "prompts"
+    return sorted(p.name[:-6] for p in root.iterdir() if p.name.endswith(".jsonl"))
+
+
+def _read_suite(spec: str, key: str) -> tuple[str, str]:
+    if spec.startswith("builtin:"):
+        name = spec.split(":", 1)[1]
+        res = resources.files("halospec_tui") / "data" / "prompts" / f"{name}.jsonl"
+        if not res.is_file():
+            raise PromptsError(
+                f"{key}: no built-in suite {name!r} (expected one of: {', '.join(builtin_suites())})"
+            )
+        return res.read_text(encoding="utf-8"), spec
+    path = Path(spec)
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except OSError as e:
+        raise PromptsError(f"{key}: cannot read {spec} ({e.strerror or e})") from None
+
+
+def load_suite(spec: str, default_category: str, *, key: str = "prompts file") -> list[Prompt]:
+    """The prompts of suite `spec` (a path or builtin:NAME); a line without a category gets
+    `default_category`. PromptsError names `key` (the setting that named the suite) when the
+    suite cannot be read, and the file and line when a line is bad."""
+    text, where = _read_suite(spec, key)
+    prompts: list[Prompt] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PromptsError(f"{where}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or not obj["prompt"]:
+            raise PromptsError(f'{where}:{n}: expected an object with a non-empty "prompt" string')
+        cat = obj.get("category", default_category)
+        if cat not in CATEGORIES:
+            raise PromptsError(
+                f"{where}:{n}: category: expected one of {', '.join(CATEGORIES)}, got {cat!r}"
+            )
+        prompts.append(Prompt(id=str(obj.get("id", f"{n}")), category=cat, text=obj["prompt"]))
+    if not prompts:
+        raise PromptsError(f"{where}: expected at least one prompt line")
+    return prompts
