@@ -192,5 +192,10 @@ def test_signal_stops_keeps_rows_prints_summary_exits_130(tmp_path: Path, sig: i
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) >= 5
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["modes"][0]["steps"] == len(rows)
+    mode = summary["modes"][0]
+    # a request in flight at the signal is abandoned and recorded as interrupted, apart
+    assert mode["steps"] + mode["interrupted"] == len(rows) and mode["interrupted"] <= 1
+    assert [r["error"] for r in rows if r["success"] == "0"] == ["interrupted"] * mode[
+        "interrupted"
+    ]
     assert summary["cancelled"] is True

@@ -59,6 +59,9 @@ class LMStudioBackend(OpenAICompatBackend):
     health_paths = ("/api/v0/models", "/v1/models")
     metrics_path = "/metrics"  # LM Studio has none: the verdict rests on per-reply stats
     default_url = "http://localhost:1234"
+    # the draft counts come in the REST reply's `stats`, documented for non-streamed replies
+    # only; streamed, the verdict could lose its only evidence
+    streams = False
 
     def request_body(self, prompt: Prompt, k: int) -> dict[str, Any]:
         body = super().request_body(prompt, k)

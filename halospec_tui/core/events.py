@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PHASES = ("warmup", "steady", "load", "recovery")
+INTERRUPTED = "interrupted"  # StepRow.error of a step abandoned by a stop (backends.base's too)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,16 @@ class StepRow:
     high_thr_ms: float | None = None
     controller_reason: str = ""
     draft_channel: str = ""
-    error: str = ""
+    error: str = ""  # "interrupted": the request the run's stop abandoned (success 0)
+    # streamed replies only (request.stream): time to first token, inter-token latency
+    ttft_ms: float | None = None
+    itl_p50_ms: float | None = None
+    itl_p95_ms: float | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """The step whose request was abandoned when the run was stopped."""
+        return not self.success and self.error == INTERRUPTED
 
 
 @dataclass(frozen=True)

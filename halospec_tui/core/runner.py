@@ -110,9 +110,14 @@ class Runner:
         return not self._running.is_set()
 
     def cancel(self) -> None:
+        """Stop the run (any thread): the request in flight is abandoned at once (the
+        backend's abort hook shuts its connection) and recorded as an interrupted row."""
         self._cancel.set()
         self._running.set()
         self._wake.set()
+        abort = getattr(self.backend, "abort", None)
+        if abort is not None:
+            abort()
 
     @property
     def cancelled(self) -> bool:
@@ -261,6 +266,8 @@ class Runner:
                 self._sleep(p.run.warmup_interval_s)
             self._checkpoint()
             reply = self.backend.complete(self.prompts.prompt_for(mode, i, None), k)
+            if reply.interrupted:
+                raise Cancelled
             if reply.success:
                 latencies.append(reply.latency_ms)
             self.bus.publish(
@@ -326,9 +333,10 @@ class Runner:
             k = decision.k
             prompt = self.prompts.prompt_for(mode, warmup + step - 1, step)
             reply = self.backend.complete(prompt, k)
-            t_ctl = time.perf_counter()
-            controller.observe(Observation.of(k, reply, prompt.category))
-            overhead.append(ctl_ms + (time.perf_counter() - t_ctl) * 1000.0)
+            if not reply.interrupted:  # a stop's abandoned request tells the controller nothing
+                t_ctl = time.perf_counter()
+                controller.observe(Observation.of(k, reply, prompt.category))
+                overhead.append(ctl_ms + (time.perf_counter() - t_ctl) * 1000.0)
             # the phase is what held while the request ran: load that was on at any time
             # since the phase was taken (even on and off again) counts as load for this row,
             # and what follows it is recovery, not steady
@@ -352,6 +360,8 @@ class Runner:
             )
             rows.append(row)
             self.bus.publish(StepResult(row=row, text=reply.text, reply_json=reply.raw))
+            if reply.interrupted:  # recorded as such (error "interrupted"); the run ends here
+                raise Cancelled
             if not reply.success:
                 self.bus.publish(
                     Notice("warning", f"{mode} step {step} failed: {reply.error}", mode)
@@ -475,6 +485,9 @@ def step_row(
         controller_reason=decision.reason,
         draft_channel=channel,
         error=reply.error,
+        ttft_ms=reply.ttft_ms if ok else None,
+        itl_p50_ms=reply.itl_p50_ms if ok else None,
+        itl_p95_ms=reply.itl_p95_ms if ok else None,
     )
 
 

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -871,13 +871,18 @@ class Engine:
         *,
         category: str | None = None,
         stream: str | None = None,
+        on_tokens: Callable[[list[str]], None] | None = None,
     ) -> GenerationResult:
         """Generate `max_tokens` tokens with draft length cap `n_max` (None: the default).
 
         `stream` names a client's request sequence (an evaluation's mode): its i-th request
         with a prompt draws the same token difficulties as every other stream's i-th request
         with that prompt, whatever k each asks for, so modes sharing one server still see
-        common random numbers. Without it, requests count per (prompt, draft length)."""
+        common random numbers. Without it, requests count per (prompt, draft length).
+
+        `on_tokens(pieces)` (a streaming server's hook) gets the text of the tokens each
+        pass emits as soon as it has emitted them: the prefill's first token, then every
+        verify step's accepted tokens plus one, at once, as llama-server sends them."""
         max_tokens = max(0, min(int(max_tokens), MAX_TOKENS_CAP))
         with self._lock:
             self._busy = True
@@ -891,7 +896,15 @@ class Engine:
                 self._index += 1
                 with self._pool.pinned():
                     result = self._generate(
-                        prompt_text, digest, max_tokens, k_cap, n_min, category, index, draw
+                        prompt_text,
+                        digest,
+                        max_tokens,
+                        k_cap,
+                        n_min,
+                        category,
+                        index,
+                        draw,
+                        on_tokens,
                     )
                 self._counters.add(result)
                 return result
@@ -908,6 +921,7 @@ class Engine:
         category: str | None,
         index: int,
         draw: int,
+        on_tokens: Callable[[list[str]], None] | None = None,
     ) -> GenerationResult:
         cat = category if category in CATEGORIES else classify(prompt)
         alpha = self.alphas[cat]
@@ -915,6 +929,9 @@ class Engine:
         draws = np.random.default_rng([self.seed, digest, draw]).random(max_tokens + 1)
         accept = (draws < alpha).tolist()
         text_rng = np.random.default_rng([self.seed, digest, 0x7E47])
+        # the text is known before the clock starts (one piece per token, a prefix of it per
+        # reply length), so a streaming hook can send each pass's pieces as they are emitted
+        pieces = filler_pieces(cat, max_tokens, text_rng) if on_tokens is not None else None
         prompt_n = count_tokens(prompt) + 8  # + a chat template's tokens
         wait_s = self.verify_wait_ms / 1000.0
         perf = time.perf_counter
@@ -928,6 +945,8 @@ class Engine:
         t1 = perf()
 
         produced = 1 if max_tokens > 0 else 0  # the prefill samples the first token
+        if pieces is not None and produced:
+            on_tokens(pieces[:produced])  # type: ignore[misc]
         draft_n = accepted_n = n_drafts = n_steps = 0
         per_pos = [0] * k_cap
         draft_s = verify_s = wait_s_total = 0.0
@@ -957,9 +976,14 @@ class Engine:
                 draft_n += k
                 accepted_n += acc
             produced += acc + 1
+            if pieces is not None:
+                on_tokens(pieces[produced - acc - 1 : produced])  # type: ignore[misc]
         t2 = perf()
 
-        text = "".join(filler_pieces(cat, produced, text_rng)).strip() if produced else ""
+        if pieces is not None:
+            text = "".join(pieces[:produced]).strip()
+        else:
+            text = "".join(filler_pieces(cat, produced, text_rng)).strip() if produced else ""
         return GenerationResult(
             text=text,
             category=cat,
