@@ -34,35 +34,40 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
 )
 
-_secrets: set[str] = set()
+# a text with none of the words a pattern above starts with skips them (one search, not three)
+_MAYBE = re.compile(r"(?i)bearer|sk-|key|token|secret|password")
+_secrets: tuple[str, ...] = ()  # longest first, so no part of a longer one is left over
 _lock = threading.Lock()
 
 
 def add_secret(value: str | None) -> None:
     """Mask `value` wherever it appears from now on (process-wide: a key is secret everywhere)."""
+    global _secrets
     if value and len(value) >= MIN_SECRET:
         with _lock:
-            _secrets.add(value)
+            _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
 
 
 def scrub(text: str) -> str:
     """`text` with every registered secret and every token-shaped value replaced by ***."""
     if not text:
         return text
-    for secret in sorted(_secrets, key=len, reverse=True):  # longest first: no partial leftovers
+    for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    if _MAYBE.search(text) is None:
+        return text
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return text
 
 
 def scrub_obj(obj: Any) -> Any:
-    """`obj` (decoded JSON: dicts, lists, strings) with every string scrubbed; keys too."""
+    """`obj` (decoded JSON: dicts, lists, strings) with every string value scrubbed."""
     if isinstance(obj, str):
         return scrub(obj)
     if isinstance(obj, dict):
-        return {scrub(k) if isinstance(k, str) else k: scrub_obj(v) for k, v in obj.items()}
+        return {k: scrub_obj(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [scrub_obj(v) for v in obj]
     return obj

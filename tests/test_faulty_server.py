@@ -216,6 +216,25 @@ def test_an_echoed_key_is_masked(serve, monkeypatch: pytest.MonkeyPatch) -> None
     assert "SECRET" not in r.error, r.error
 
 
+def test_an_unset_key_variable_is_said_at_start(serve, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    srv = serve(lambda n: reply(ok_reply()))
+    b = backend(srv.url)
+    b.profile.backend.api_key_env = KEY_ENV
+    said: list[tuple[str, str]] = []
+    b.set_notifier(lambda level, text: said.append((level, text)))
+    try:
+        b.start()
+    finally:
+        b.close()
+    assert said == [
+        (
+            "warning",
+            f"backend.api_key_env names {KEY_ENV}, which is not set: requests go without a key",
+        )
+    ]
+
+
 def test_abort_ends_a_request_that_never_gets_an_answer(serve) -> None:  # type: ignore[no-untyped-def]
     """A server that reads the request and never answers, a 60 s timeout, 3 attempts: the
     run's stop (abort from another thread) ends the step within a fraction of a second, as

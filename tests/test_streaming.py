@@ -139,3 +139,9 @@ def test_a_streamed_run_writes_ttft_and_itl(tmp_path: Path) -> None:
         assert lo <= m["ttft_p50_ms"] <= hi
     jsonl = [json.loads(x) for x in (tmp_path / "run" / "responses.jsonl").read_text().splitlines()]
     assert all(rec["stream"]["ttft_ms"] > 0 for rec in jsonl)
+
+
+def test_an_event_holding_two_json_values_is_malformed_not_misread() -> None:
+    """The events are parsed in one go; one that holds two values must not shift the rest."""
+    events = [(1.0, b'{"choices": []}, {"usage": {"completion_tokens": 99}}'), (2.0, b"{}")]
+    assert fold(events).error == "malformed JSON in a streamed event"

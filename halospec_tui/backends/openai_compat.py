@@ -202,6 +202,12 @@ class OpenAICompatBackend:
 
     def start(self) -> None:
         """Check health before any mode starts; BackendUnavailable names the URL."""
+        env = self.profile.backend.api_key_env
+        if env and not os.environ.get(env):
+            self.notice(
+                "warning",
+                f"backend.api_key_env names {env}, which is not set: requests go without a key",
+            )
         timeout = self.profile.backend.health_timeout_s
         deadline = time.monotonic() + timeout
         last = "no answer"
@@ -316,10 +322,10 @@ class OpenAICompatBackend:
                 reply.success, reply.latency_ms, reply.error = False, 0.0, bad
             elif streamed is not None:
                 timed(reply, streamed)
+        # what the harness shows and writes; `raw` (the reply as sent, written only with
+        # HALOSPEC_DEBUG_JSON=1) is scrubbed by the writer, so no step pays for it here
         reply.text = redact.scrub(reply.text)
         reply.error = redact.scrub(reply.error)
-        if reply.raw is not None:
-            reply.raw = redact.scrub_obj(reply.raw)
         return reply
 
     def complete(self, prompt: Prompt, k: int) -> Reply:

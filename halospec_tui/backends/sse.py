@@ -20,14 +20,13 @@ so the backends' reply parsing and every verdict work the same on both.
 
 from __future__ import annotations
 
-import bisect
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 _BOUNDARY = re.compile(rb"\r?\n\r?\n")
-_FOLDED = ("usage", "timings", "stats", "model", "id", "system_fingerprint")
+_FOLDED = frozenset(("usage", "timings", "stats", "model", "id", "system_fingerprint"))
 
 
 @dataclass
@@ -52,26 +51,54 @@ def is_event_stream(content_type: str, body: bytes) -> bool:
 def split_events(body: bytes, marks: tuple[tuple[float, int], ...]) -> list[tuple[float, bytes]]:
     """(arrival ms, data) per event: its `data:` lines joined, comments and other fields dropped.
 
-    `marks` are the wire's (ms after sending, bytes received by then), in order."""
-    ends = [n for _, n in marks]
+    `marks` are the wire's (ms after sending, bytes received by then), in order. Events come
+    in order too, so one walk along the marks stamps them all."""
     out: list[tuple[float, bytes]] = []
+    i, last = 0, len(marks) - 1
+
+    def stamp(offset: int) -> float:
+        nonlocal i
+        while i < last and marks[i][1] < offset:
+            i += 1
+        return marks[i][0] if marks else 0.0
+
+    if b"\r" not in body:  # the usual framing: "\n\n" between events, one data line each
+        start = 0
+        for block in body.split(b"\n\n"):
+            end = start + len(block) + 2
+            if block.startswith(b"data: ") and b"\n" not in block:
+                out.append((stamp(min(end, len(body))), block[6:]))
+            elif block.strip():
+                out.extend(_event(block, stamp(min(end, len(body)))))
+            start = end
+        return out
     start = 0
     for m in _BOUNDARY.finditer(body):
-        out.extend(_event(body[start : m.start()], _arrival(marks, ends, m.end())))
+        out.extend(_event(body[start : m.start()], stamp(m.end())))
         start = m.end()
     if body[start:].strip():  # a last event without its blank line (the body ended)
-        out.extend(_event(body[start:], _arrival(marks, ends, len(body))))
+        out.extend(_event(body[start:], stamp(len(body))))
     return out
-
-
-def _arrival(marks: tuple[tuple[float, int], ...], ends: list[int], offset: int) -> float:
-    i = bisect.bisect_left(ends, offset)
-    return marks[min(i, len(marks) - 1)][0] if marks else 0.0
 
 
 def _event(block: bytes, t: float) -> list[tuple[float, bytes]]:
     data = [line[5:].removeprefix(b" ") for line in block.splitlines() if line.startswith(b"data:")]
     return [(t, b"\n".join(data))] if data else []
+
+
+def _decode(datas: list[bytes]) -> list[Any] | None:
+    """Every event's JSON at once (one parse of a JSON array: a reply has one event per
+    token), else one by one; None when one is not JSON."""
+    try:
+        every = json.loads(b"[" + b",".join(datas) + b"]") if datas else []
+    except ValueError:
+        every = None
+    if every is not None and len(every) == len(datas):
+        return every
+    try:
+        return [json.loads(d) for d in datas]  # e.g. an event that is two JSON values
+    except ValueError:
+        return None
 
 
 def _text(choice: dict[str, Any]) -> tuple[str, str]:
@@ -95,14 +122,16 @@ def fold(events: list[tuple[float, bytes]]) -> Streamed:
     reasoning: list[str] = []
     finish: Any = None
     stamps: list[float] = []
-    for t, data in events:
+    datas: list[bytes] = []
+    for _, data in events:
         if data.strip() == b"[DONE]":
             break
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            out.error = "malformed JSON in a streamed event"
-            return out
+        datas.append(data)
+    chunks = _decode(datas)
+    if chunks is None:
+        out.error = "malformed JSON in a streamed event"
+        return out
+    for (t, _), chunk in zip(events, chunks, strict=False):
         out.events += 1
         if not isinstance(chunk, dict):
             out.error = "malformed streamed event: not a JSON object"
@@ -110,8 +139,8 @@ def fold(events: list[tuple[float, bytes]]) -> Streamed:
         if "error" in chunk and not chunk.get("choices"):
             out.error = f"server error: {str(chunk['error'])[:200]}"
             return out
-        for key in _FOLDED:
-            if chunk.get(key) is not None:
+        for key in _FOLDED.intersection(chunk):
+            if chunk[key] is not None:
                 out.body[key] = chunk[key]
         choices = chunk.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):

@@ -240,11 +240,23 @@ def _failure(
 
 class _Connection(http.client.HTTPConnection):
     """http.client's connection, whose socket the guard sees before it connects, so the
-    deadline or an abort can stop a connect that hangs (a server whose backlog is full)."""
+    deadline or an abort can stop a connect that hangs (a server whose backlog is full),
+    and which writes a request's headers and body in one send."""
 
     def __init__(self, netloc: str, timeout: float, guard: Guard) -> None:
         super().__init__(netloc, timeout=timeout)
         self._guard = guard
+
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        """Headers and body in one send (http.client sends them apart: two segments with
+        TCP_NODELAY, and a server that wakes once for the headers and again for the body)."""
+        if not isinstance(message_body, bytes) or encode_chunked:
+            super()._send_output(message_body, encode_chunked)
+            return
+        self._buffer.extend((b"", b""))  # type: ignore[attr-defined]
+        head = b"\r\n".join(self._buffer)  # type: ignore[attr-defined]
+        del self._buffer[:]  # type: ignore[attr-defined]
+        self.send(head + message_body)
 
     def connect(self) -> None:
         error: OSError | None = None
