@@ -8,7 +8,9 @@ from each of three clients, in a shuffled order:
                to its end (the least a Python client can do);
 - harness:     the real Runner (controller, events, SSE folding and TTFT/ITL, plausibility
                checks, redaction, CSV + JSONL writer flushed per row, CPU sampler).
-All send the same request (same prompt, same k). Overhead of a round = median step-to-step
+All send the same request (same prompt, same k), and every block names its own request
+stream (`halospec_stream`), so request i of every block meets the same acceptance draws: the
+engine does the same work for each. Overhead of a round = median step-to-step
 interval of its harness block - median interval of a bare block; the result is the median
 over rounds (and their spread), so machine noise hits every client alike. By default the
 requests stream (`request.stream = true`, the harness's default); `--no-stream` measures
@@ -52,7 +54,7 @@ def make_profile(steps: int, k: int, max_tokens: int, stream: bool) -> P.Profile
     return p
 
 
-def payload(p: P.Profile, k: int) -> bytes:
+def payload(p: P.Profile, k: int, stream: str) -> bytes:
     body = {
         "model": p.request.model,
         "messages": [{"role": "user", "content": p.request.prompt}],
@@ -67,6 +69,7 @@ def payload(p: P.Profile, k: int) -> bytes:
         body["stream_options"] = {"include_usage": True}
     body["speculative.n_max"] = k
     body["speculative.n_min"] = 0
+    body["halospec_stream"] = stream  # request i of every block meets the same draws
     return json.dumps(body).encode()
 
 
@@ -74,8 +77,8 @@ def intervals(stamps: list[float]) -> list[float]:
     return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
 
 
-def bare_httpx(url: str, p: P.Profile, k: int) -> list[float]:
-    data = payload(p, k)
+def bare_httpx(url: str, p: P.Profile, k: int, stream: str) -> list[float]:
+    data = payload(p, k, stream)
     headers = {"Content-Type": "application/json"}
     stamps = []
     with httpx.Client(base_url=url, timeout=30) as c:
@@ -90,8 +93,8 @@ def bare_httpx(url: str, p: P.Profile, k: int) -> list[float]:
     return intervals(stamps)
 
 
-def bare_stdlib(url: str, p: P.Profile, k: int) -> list[float]:
-    data = payload(p, k)
+def bare_stdlib(url: str, p: P.Profile, k: int, stream: str) -> list[float]:
+    data = payload(p, k, stream)
     headers = {"Content-Type": "application/json"}
     stamps = []
     conn = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=30)
@@ -108,7 +111,9 @@ def bare_stdlib(url: str, p: P.Profile, k: int) -> list[float]:
     return intervals(stamps)
 
 
-def harness(url: str, p: P.Profile, k: int, outside: list[float] | None = None) -> list[float]:
+def harness(
+    url: str, p: P.Profile, k: int, stream: str, outside: list[float] | None = None
+) -> list[float]:
     """The real run's step-to-step intervals; `outside` gets, per step, the harness's own
     time between the end of one timed POST and the start of the next (parsing, checks,
     controller, events, files): what it adds to a bare loop, measured without the noise of
@@ -116,7 +121,7 @@ def harness(url: str, p: P.Profile, k: int, outside: list[float] | None = None) 
     stamps: list[float] = []
     spans: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as d:
-        backend = EmbeddedBackend(p, attach_url=url)
+        backend = EmbeddedBackend(p, attach_url=url, stream=stream)
         post = backend._post
 
         def timed_post(target: str, data: bytes) -> Any:
@@ -157,7 +162,7 @@ def main() -> None:
     clients = {
         "httpx": bare_httpx,
         "stdlib": bare_stdlib,
-        "harness": lambda url, p, k: harness(url, p, k, outside),
+        "harness": lambda url, p, k, stream: harness(url, p, k, stream, outside),
     }
     rng = random.Random(1)
     rounds: list[dict[str, float]] = []
@@ -165,11 +170,14 @@ def main() -> None:
     url = server.start()
     try:
         for _ in range(2):  # warm the server and the code paths
-            bare_stdlib(url, p, a.k)
+            bare_stdlib(url, p, a.k, "warmup")
         for r in range(a.rounds):
             order = list(clients)
             rng.shuffle(order)
-            got = {name: statistics.median(clients[name](url, p, a.k)) * 1000 for name in order}
+            got = {
+                name: statistics.median(clients[name](url, p, a.k, f"{name}-{r}")) * 1000
+                for name in order
+            }
             rounds.append(got)
             print(
                 f"round {r + 1:2d} ({' '.join(order)}): httpx {got['httpx']:.3f} "
