@@ -15,8 +15,6 @@ measurements only: the bounds are documented in docs/reliability.md, never test 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,59 +26,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.faulty import FaultyServer, chat, drip, json_body  # noqa: E402
-from tests.helpers import ok_reply  # noqa: E402
-from tests.test_faulty_server import (  # noqa: E402
+from tests.faulty_cli import (  # noqa: E402
     CLI,
-    _env,
-    _hanging_after,
-    _profile,
-    _pty_child,
-    _rows,
-    _wait_rows,
+    cli_env,
+    cli_profile,
+    hanging_after,
+    rows,
+    stop_while_hanging,
+    wait_rows,
 )
+from tests.helpers import ok_reply  # noqa: E402
 
 
 def stop_once(how: str, monitor: bool, stream: bool) -> tuple[float, int, int]:
     """(seconds from the stop to the exit, exit code, rows on disk)."""
-    with tempfile.TemporaryDirectory() as d, FaultyServer(chat(_hanging_after(3, stream))) as srv:
-        tmp = Path(d)
-        out = tmp / "run"
-        prof = _profile(tmp, srv.url, steps=50, timeout_s=60.0, stream=stream)
-        args = [
-            *CLI,
-            *([] if monitor else ["--headless"]),
-            "--profile",
-            str(prof),
-            "--out",
-            str(out),
-        ]
-        master = None
-        if monitor:
-            proc, master, _ = _pty_child(args)
-        else:
-            proc = subprocess.Popen(
-                args, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-        try:
-            _wait_rows(out, 3)
-            while len(srv.posts) < 4:
-                time.sleep(0.02)
-            time.sleep(0.3)  # the fourth request is in flight, unanswered
-            t0 = time.monotonic()
-            if how == "q":
-                assert master is not None
-                os.write(master, b"q")
-            else:
-                proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGTERM)
-            proc.wait(timeout=60)
-            took = time.monotonic() - t0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if master is not None:
-                os.close(master)
-        return took, proc.returncode, len(_rows(out))
+    with tempfile.TemporaryDirectory() as d, FaultyServer(chat(hanging_after(3, stream))) as srv:
+        r = stop_while_hanging(srv, Path(d), n_ok=3, how=how, monitor=monitor, stream=stream)
+        return r.took, r.returncode, len(rows(Path(d) / "run"))
 
 
 def deadline_once() -> tuple[float, str]:
@@ -90,21 +52,21 @@ def deadline_once() -> tuple[float, str]:
         try:
             tmp = Path(d)
             out = tmp / "run"
-            prof = _profile(tmp, srv.url, steps=1, timeout_s=2.0, stream=False)
+            prof = cli_profile(tmp, srv.url, steps=1, timeout_s=2.0, stream=False)
             proc = subprocess.Popen(
                 [*CLI, "--headless", "--profile", str(prof), "--out", str(out)],
                 cwd=ROOT,
-                env=_env(),
+                env=cli_env(),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
             while not srv.posts:
                 time.sleep(0.005)
             t0 = srv.posts[0].at
-            _wait_rows(out, 1, timeout=60)
+            wait_rows(out, 1, timeout=60)
             took = time.monotonic() - t0
             proc.wait(timeout=60)
-            return took, _rows(out)[0]["error"]
+            return took, rows(out)[0]["error"]
         finally:
             srv.close()
 

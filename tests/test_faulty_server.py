@@ -11,17 +11,9 @@ what was printed, and what is absent.
 
 from __future__ import annotations
 
-import csv
 import email.utils
-import fcntl
 import json
-import os
-import pty
-import signal
-import struct
 import subprocess
-import sys
-import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,10 +40,18 @@ from tests.faulty import (
     sse,
     stream_chunks,
 )
+from tests.faulty_cli import (
+    CLI,
+    KEY,
+    KEY_ENV,
+    cli_env,
+    cli_profile,
+    hanging_after,
+    stop_while_hanging,
+)
+from tests.faulty_cli import rows as csv_rows
 from tests.helpers import ok_reply
 
-KEY = "sk-test-SECRET0123456789abcdef"
-KEY_ENV = "HALOSPEC_TEST_API_KEY"
 PROMPT = Prompt("p", "prose", "hi")
 
 
@@ -277,40 +277,6 @@ def test_a_stream_with_an_error_event_fails_the_step(serve) -> None:  # type: ig
 
 # --- the real command -----------------------------------------------------------------------
 
-CLI = [sys.executable, "-m", "halospec_tui"]
-
-
-def _profile(tmp: Path, url: str, *, steps: int = 3, **request: Any) -> Path:
-    req = {"attempts": 1, "backoff_ms": 50.0, "max_tokens": 16, **request}
-    lines = [
-        '[run]\nmodes = ["fixed_2"]\nwarmup = 0\ncooldown_s = 0.0',
-        f'steps_fixed = {steps}\n[backend]\nkind = "openai"\nurl = "{url}"',
-        f'api_key_env = "{KEY_ENV}"\n[request]',
-        *(f"{k} = {json.dumps(v)}" for k, v in req.items()),
-    ]
-    path = tmp / "p.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, KEY_ENV: KEY, "HALOSPEC_DEBUG_JSON": "1"}
-
-
-def _rows(out: Path) -> list[dict[str, str]]:
-    path = out / "results.csv"
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _wait_rows(out: Path, n: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(_rows(out)) < n:
-        assert time.monotonic() < deadline, f"fewer than {n} rows after {timeout} s"
-        time.sleep(0.05)
-
 
 def _no_key_anywhere(out: Path, *texts: str) -> None:
     for path in out.rglob("*"):
@@ -328,18 +294,18 @@ def test_cli_writes_and_prints_no_echoed_key(serve, tmp_path: Path) -> None:  # 
     srv = serve(lambda n: echo_auth())
     out = tmp_path / "run"
     r = subprocess.run(
-        [*CLI, "--headless", "--profile", str(_profile(tmp_path, srv.url)), "--out", str(out)],
+        [*CLI, "--headless", "--profile", str(cli_profile(tmp_path, srv.url)), "--out", str(out)],
         cwd=ROOT,
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
     assert srv.posts and all(p.headers["authorization"] == f"Bearer {KEY}" for p in srv.posts)
-    rows = _rows(out)
-    assert len(rows) == 3 and all(row["success"] == "0" for row in rows)
-    assert rows[0]["error"].startswith("HTTP 401") and "***" in rows[0]["error"]
+    got = csv_rows(out)
+    assert len(got) == 3 and all(row["success"] == "0" for row in got)
+    assert got[0]["error"].startswith("HTTP 401") and "***" in got[0]["error"]
     assert "***" in r.stdout  # the failure lines were printed, masked
     _no_key_anywhere(out, r.stdout, r.stderr)
 
@@ -351,44 +317,34 @@ def test_cli_drip_and_flood_fail_their_steps_within_bounds(serve, tmp_path: Path
     acts = [drip(json_body(ok_reply()), 0.2), huge(500 << 20), reply(_with(-5))]
     srv = serve(lambda n: acts[n] if n < len(acts) else reply(ok_reply(tokens=16)))
     out = tmp_path / "run"
-    prof = _profile(tmp_path, srv.url, steps=4, timeout_s=1.0, max_reply_bytes=1 << 20)
+    prof = cli_profile(tmp_path, srv.url, steps=4, timeout_s=1.0, max_reply_bytes=1 << 20)
     t0 = time.monotonic()
     r = subprocess.run(
         [*CLI, "--headless", "--profile", str(prof), "--out", str(out)],
         cwd=ROOT,
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=60,
     )
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
-    rows = _rows(out)
-    assert [row["success"] for row in rows] == ["0", "0", "0", "1"]
-    assert rows[0]["error"] == "timeout after 1 s"
-    assert rows[1]["error"].startswith("reply larger than 1 MiB")
-    assert rows[2]["error"].startswith("implausible counter: usage.completion_tokens = -5")
+    got = csv_rows(out)
+    assert [row["success"] for row in got] == ["0", "0", "0", "1"]
+    assert got[0]["error"] == "timeout after 1 s"
+    assert got[1]["error"].startswith("reply larger than 1 MiB")
+    assert got[2]["error"].startswith("implausible counter: usage.completion_tokens = -5")
     assert took < 15, took
     assert (out / "responses.jsonl").stat().st_size < 64 << 10
     summary = json.loads((out / "summary.json").read_text())
     assert summary["modes"][0]["failures"] == 3 and summary["modes"][0]["tokens_per_s"] > 0
 
 
-def _hanging_after(n_ok: int, stream: bool) -> Callable[[int], Action]:
-    timings = {"prompt_n": 4, "prompt_ms": 1.0, "predicted_n": 16, "predicted_ms": 10.0}
-    ok = (
-        sse(stream_chunks(["t"] * 16, {"completion_tokens": 16}, timings))
-        if stream
-        else reply(ok_reply(tokens=16))
-    )
-    return lambda n: ok if n < n_ok else hang()
-
-
 def _assert_interrupted_run(out: Path, n_ok: int) -> None:
-    rows = _rows(out)
-    assert len(rows) == n_ok + 1, rows
-    assert all(row["success"] == "1" for row in rows[:n_ok])
-    assert rows[-1]["success"] == "0" and rows[-1]["error"] == "interrupted"
+    got = csv_rows(out)
+    assert len(got) == n_ok + 1, got
+    assert all(row["success"] == "1" for row in got[:n_ok])
+    assert got[-1]["success"] == "0" and got[-1]["error"] == "interrupted"
     summary = json.loads((out / "summary.json").read_text())
     mode = summary["modes"][0]
     assert summary["cancelled"] is True
@@ -400,69 +356,17 @@ def _assert_interrupted_run(out: Path, n_ok: int) -> None:
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_cli_stop_while_a_request_hangs_exits_within_2_s(serve, tmp_path: Path, sig: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_cli_stop_while_a_request_hangs_exits_within_2_s(serve, tmp_path: Path, how: str) -> None:  # type: ignore[no-untyped-def]
     """Three steps answered (streamed), then a server that never answers with timeout_s 60:
     Ctrl+C / SIGTERM ends the run within 2 s, the three rows kept and the abandoned step
     recorded as interrupted (it used to wait out the request: 19-29 s seen)."""
-    srv = serve(_hanging_after(3, stream=True))
-    out = tmp_path / "run"
-    prof = _profile(tmp_path, srv.url, steps=50, timeout_s=60.0, stream=True)
-    proc = subprocess.Popen(
-        [*CLI, "--headless", "--profile", str(prof), "--out", str(out)],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_rows(out, 3)
-        while len(srv.posts) < 4:
-            time.sleep(0.02)
-        time.sleep(0.2)  # the fourth request is in flight, unanswered
-        t0 = time.monotonic()
-        proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=30)
-        took = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr
-    assert took < 2.0, took
-    assert "Traceback" not in stderr and "INTERRUPTED" in stdout and "ttft" in stdout
-    _assert_interrupted_run(out, 3)
-
-
-def _pty_child(args: list[str]) -> tuple[subprocess.Popen[bytes], int, list[bytes]]:
-    """The real monitor in a child on a pseudo-terminal (100x32); its output is drained so
-    the child never blocks on a full terminal."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 32, 100, 0, 0))
-    proc = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env={**_env(), "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "32"},
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-    )
-    os.close(slave)
-    seen: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            seen.append(data)
-
-    threading.Thread(target=drain, daemon=True).start()
-    return proc, master, seen
+    srv = serve(hanging_after(3, stream=True))
+    r = stop_while_hanging(srv, tmp_path, n_ok=3, how=how, monitor=False, stream=True)
+    assert r.returncode == 130, r.stderr
+    assert r.took < 2.0, r.took
+    assert "Traceback" not in r.stderr and "INTERRUPTED" in r.stdout and "ttft" in r.stdout
+    _assert_interrupted_run(tmp_path / "run", 3)
 
 
 @pytest.mark.parametrize("how", ["q", "SIGINT", "SIGTERM"])
@@ -471,27 +375,8 @@ def test_monitor_stop_while_a_request_hangs_exits_within_2_s(
 ) -> None:  # type: ignore[no-untyped-def]
     """The same with the monitor, in a child on a real pseudo-terminal: `q`, Ctrl+C (SIGINT)
     or SIGTERM while the server hangs; the monitor exits within 2 s, rows on disk."""
-    srv = serve(_hanging_after(2, stream=False))
-    out = tmp_path / "run"
-    prof = _profile(tmp_path, srv.url, steps=50, timeout_s=60.0, stream=False)
-    proc, master, _ = _pty_child([*CLI, "--profile", str(prof), "--out", str(out)])
-    try:
-        _wait_rows(out, 2)
-        while len(srv.posts) < 3:
-            time.sleep(0.02)
-        time.sleep(0.3)
-        t0 = time.monotonic()
-        if how == "q":
-            os.write(master, b"q")
-        else:
-            proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGTERM)
-        proc.wait(timeout=30)
-        took = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    assert proc.returncode == {"q": 0, "SIGINT": 130, "SIGTERM": 143}[how]
-    assert took < 2.0, took
-    _assert_interrupted_run(out, 2)
+    srv = serve(hanging_after(2, stream=False))
+    r = stop_while_hanging(srv, tmp_path, n_ok=2, how=how, monitor=True, stream=False)
+    assert r.returncode == {"q": 0, "SIGINT": 130, "SIGTERM": 143}[how]
+    assert r.took < 2.0, r.took
+    _assert_interrupted_run(tmp_path / "run", 2)

@@ -12,6 +12,7 @@ from halospec_tui.backends.base import Prompt
 from halospec_tui.backends.embedded.launcher import EmbeddedServer
 from halospec_tui.backends.embedded_backend import EmbeddedBackend
 from halospec_tui.backends.sse import fold, is_event_stream, split_events
+from halospec_tui.core.results import HALOSPEC_COLUMNS
 from halospec_tui.session import Session
 from tests.conftest import fast_profile
 
@@ -115,16 +116,7 @@ def test_a_streamed_run_writes_ttft_and_itl(tmp_path: Path) -> None:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         rows = list(reader)
-    assert header[:8] == [
-        "global_step",
-        "step",
-        "mode",
-        "phase",
-        "draft_length",
-        "success",
-        "latency_ms",
-        "tokens",
-    ]
+    assert header[:8] == HALOSPEC_COLUMNS
     assert header[-3:] == ["ttft_ms", "itl_p50_ms", "itl_p95_ms"]
     assert len(rows) == 12 and all(r["success"] == "1" for r in rows)
     for r in rows:
