@@ -181,10 +181,12 @@ def _latency_split_lines(modes: list[dict[str, Any]]) -> list[str]:
         return []
     out = ["streamed replies: TTFT p50 [95 % interval] / p95, inter-token latency p50 / p95, ms"]
     for m in streamed:
+        # modes that met CPU load are not comparable with those that did not: say so
+        loaded = ((m.get("phases") or {}).get("load") or {}).get("streamed_steps") or 0
         out.append(
             f"   {m['mode']}: ttft {_f(m.get('ttft_p50_ms'))}{_ci(m.get('ttft_p50_ci95_ms'))} / "
             f"{_f(m.get('ttft_p95_ms'))}, itl {_f(m.get('itl_p50_ms'), '.2f')}"
             f"{_ci(m.get('itl_p50_ci95_ms'))} / {_f(m.get('itl_p95_ms'), '.2f')} "
-            f"({m['streamed_steps']} steps)"
+            f"({m['streamed_steps']} steps{f', {loaded} under CPU load' if loaded else ''})"
         )
     return out

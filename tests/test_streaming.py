@@ -137,3 +137,27 @@ def test_an_event_holding_two_json_values_is_malformed_not_misread() -> None:
     """The events are parsed in one go; one that holds two values must not shift the rest."""
     events = [(1.0, b'{"choices": []}, {"usage": {"completion_tokens": 99}}'), (2.0, b"{}")]
     assert fold(events).error == "malformed JSON in a streamed event"
+
+
+def test_the_printed_summary_gives_the_split_and_says_which_steps_met_load() -> None:
+    from halospec_tui.headless import format_summary
+
+    mode = {
+        "mode": "adaptive",
+        "streamed_steps": 40,
+        "ttft_p50_ms": 3.6,
+        "ttft_p50_ci95_ms": [3.4, 3.7],
+        "ttft_p95_ms": 8.2,
+        "itl_p50_ms": 1.64,
+        "itl_p50_ci95_ms": None,
+        "itl_p95_ms": 6.5,
+        "phases": {"steady": {"streamed_steps": 28}, "load": {"streamed_steps": 12}},
+    }
+    fixed = {**mode, "mode": "fixed_4", "streamed_steps": 5, "ttft_p50_ci95_ms": None}
+    fixed["phases"] = {"steady": {"streamed_steps": 5}}
+    text = format_summary({"modes": [fixed, mode]})
+    assert "   fixed_4: ttft 3.6 / 8.2, itl 1.64 / 6.50 (5 steps)" in text
+    assert (
+        "   adaptive: ttft 3.6 [3.4, 3.7] / 8.2, itl 1.64 / 6.50 (40 steps, 12 under CPU load)"
+        in text
+    )
