@@ -59,7 +59,7 @@ class SleepBackend:
     def prepare_mode(self, mode: str, k: int | None) -> None:
         pass
 
-    def complete(self, prompt: Prompt, k: int) -> Reply:
+    def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
         t0 = time.perf_counter()
         time.sleep(self.delay_s)
         ms = (time.perf_counter() - t0) * 1000.0

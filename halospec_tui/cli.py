@@ -152,16 +152,16 @@ def cmd_report(argv: list[str]) -> int:
     ap.add_argument("path", help="run folder or results CSV (ours or the original HaloSpec's)")
     ap.add_argument("--text", action="store_true", help="print the summary table instead")
     args = ap.parse_args(argv)
-    from halospec_tui.core.results import ResultsFileError, find_csv, load_rows, summarize_rows
+    from halospec_tui.core.results import ResultsFileError, read_run
 
     try:
-        rows = load_rows(find_csv(Path(args.path)))
+        _, summary = read_run(Path(args.path))
     except ResultsFileError as e:
         return _fail(str(e), EXIT_INPUT)
     if args.text or not sys.stdout.isatty():
         from halospec_tui.headless import format_summary
 
-        print(format_summary(summarize_rows(rows)))
+        print(format_summary(summary))
         return EXIT_OK
     from halospec_tui.tui.app import run_report
 

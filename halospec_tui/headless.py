@@ -15,9 +15,11 @@ from halospec_tui.core.events import (
     Paused,
     PhaseChanged,
     RunStarted,
+    Standings,
     StepResult,
     WarmupDone,
 )
+from halospec_tui.core.recommendation import standings_line
 from halospec_tui.core.tables import text_table
 from halospec_tui.core.verdict import describe
 
@@ -32,6 +34,7 @@ class HeadlessPrinter:
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
         self._steps: dict[str, int] = {}
+        self._said = ""
 
     def _print(self, line: str) -> None:
         print(redact.scrub(line), file=self.out, flush=True)
@@ -70,6 +73,11 @@ class HeadlessPrinter:
             dc = ev.summary.get("draft_control")
             if dc:  # the mode's draft-length verdict, as soon as it is known
                 self._print(f"   == {ev.mode} done: {describe(dc)}")
+        elif isinstance(ev, Standings) and not ev.final:
+            line = standings_line(ev.recommendation)
+            if line and line != self._said:  # only when the picture changes
+                self._said = line
+                self._print(f"   ~~ round {ev.round}: {line}")
         elif isinstance(ev, StepResult):
             r = ev.row
             n = self._steps.get(r.mode, 0)
@@ -89,9 +97,10 @@ class HeadlessPrinter:
                 if r.controller_reason and r.controller_reason != "fixed"
                 else ""
             )
+            dirty = f"  !! {r.contaminated}" if r.contaminated else ""
             self._print(
-                f"{r.global_step:5d} {r.mode:>12} {r.step:3d}/{n:<3d} {r.phase:8} "
-                f"k={r.draft_length} {status}{extra}{ctl}"
+                f"{r.global_step:5d} r{r.round:<3d} {r.mode:>12} {r.step:3d}/{n:<3d} {r.phase:8} "
+                f"k={r.draft_length} {status}{extra}{ctl}{dirty}"
             )
 
 
@@ -111,6 +120,7 @@ COLUMNS = [
     ("accept", "acceptance", "{:.2f}"),
     ("obs_k", "observed_k", "{:.2f}"),
 ]
+LABELS = {"best": "BEST", "tied": "tied", "worse": "worse", "not_ranked": "not ranked"}
 
 
 def _cell(mode: dict[str, Any], key: str, fmt: str) -> str:
@@ -122,17 +132,87 @@ def _cell(mode: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(v)
 
 
+def confidence_cells(m: dict[str, Any], metric: str) -> list[str]:
+    """The figure of merit with its 95 % interval, the difference from the leader, the label."""
+    c = m.get("confidence") or {}
+    est = c.get("estimate") or {}
+    nd = 1 if metric == "tokens_per_s" else 0
+    if est.get("value") is None:
+        ci = "-"
+    elif est.get("lo") is None or est.get("lo") != est.get("lo"):
+        ci = f"{est['value']:.{nd}f}"
+    else:
+        ci = f"{est['value']:.{nd}f} [{est['lo']:.{nd}f}, {est['hi']:.{nd}f}]"
+    vs = c.get("vs_leader") or {}
+    diff = "-" if vs.get("diff") is None else f"{vs['diff'] * 100:+.1f}%"
+    label = LABELS.get(c.get("label", ""), c.get("label", "-") or "-")
+    if c.get("label") == "not_ranked" and c.get("why"):
+        label = f"not ranked: {c['why']}"
+    return [ci, diff, label]
+
+
+def metric_label(metric: str) -> str:
+    return {"tokens_per_s": "tok/s", "score": "score"}.get(metric, metric)
+
+
+def format_recommendation(summary: dict[str, Any]) -> list[str]:
+    """The recommendation block: the mode, why, how sure, what it is tied with, how to apply."""
+    rec = summary.get("recommendation")
+    if not isinstance(rec, dict):
+        return ["recommendation: none (this summary has none)"]
+    metric = rec.get("metric") or summary.get("metric") or "tokens_per_s"
+    how = "paired by round" if rec.get("paired") else "unpaired"
+    lines = [
+        f"RECOMMENDATION ({metric_label(metric)}, 95 % CI, {how}): {rec.get('mode') or 'none'}"
+    ]
+    lines.append(f"  {rec.get('reason', '')}")
+    tied = rec.get("tied") or []
+    if len(tied) > 1:
+        lines.append(f"  tied at the top: {', '.join(tied)}")
+    if rec.get("excluded_steps"):
+        lines.append(
+            f"  {rec['excluded_steps']} contaminated steps (foreign CPU or unscheduled load) "
+            "were left out"
+        )
+    apply = rec.get("apply") or {}
+    primary = apply.get("primary")
+    if primary == "controller":
+        lines.append(
+            f"  apply: run {apply.get('controller')} through halospec-tui ({apply.get('note', '')})"
+        )
+    elif primary:
+        lines.append(f"  apply on {primary}: {apply.get(primary, '')}")
+        others = [f"{k}: {v}" for k, v in apply.items() if k not in ("primary", primary)]
+        lines += [f"    {o}" for o in others]
+    return lines
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    """HaloSpec's per-mode table plus acceptance, observed k and the draft-length verdict."""
+    """HaloSpec's per-mode table plus acceptance, observed k, the figure of merit with its
+    interval, each mode's label and draft-length verdict; then the recommendation."""
     modes = summary.get("modes", [])
-    header = [c[0] for c in COLUMNS] + ["draft k"]
+    metric = (
+        summary.get("metric")
+        or (summary.get("recommendation") or {}).get("metric")
+        or ("tokens_per_s")
+    )
+    ml = metric_label(metric)
+    header = [c[0] for c in COLUMNS] + [f"{ml} 95% CI", "vs best", "rank", "draft k"]
     body = []
     for m in modes:
         verdict = (m.get("draft_control") or {}).get("verdict", "-")
-        mark = " *" if m.get("mode") == summary.get("winner") else ""
-        body.append([_cell(m, key, fmt) for _, key, fmt in COLUMNS] + [verdict + mark])
+        body.append(
+            [_cell(m, key, fmt) for _, key, fmt in COLUMNS]
+            + confidence_cells(m, metric)
+            + [verdict]
+        )
     lines = text_table(header, body)
     for m in modes:
+        if m.get("contaminated_steps"):
+            lines.append(
+                f"{m['mode']}: {m['contaminated_steps']} contaminated steps (foreign CPU or "
+                "unscheduled load), left out of the comparison"
+            )
         if not m.get("mode", "").startswith("fixed_"):
             kv = m.get("k_values") or {}
             conv = m.get("convergence_step")
@@ -158,10 +238,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"DRAFT LENGTH NOT APPLIED in {', '.join(not_applied)}: the server did not draft the "
             "requested k; these results do not measure k and are not ranked."
         )
-    winner = summary.get("winner")
-    lines.append(
-        f"winner (lowest score = avg + 0.5 p95 + 0.2 stddev): {winner or 'none (no ranked mode)'}"
-    )
+    lines += format_recommendation(summary)
     if summary.get("evaluation"):  # several modes with an adaptive one: compare per segment
         from halospec_tui.core.evaluate import format_evaluation
 

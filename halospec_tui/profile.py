@@ -80,6 +80,38 @@ class RunSettings:
     cooldown_s: float = _setting(2.0, lo=0, hi=600)
     seed: int = _setting(42, lo=0, hi=2**31 - 1)
     out_dir: str = _setting("runs", doc="parent folder of run folders")
+    order: str = _setting(
+        "auto",
+        choices=("auto", "interleaved", "blocks", "sequential"),
+        doc="interleaved: rounds of one step per mode, shuffled per round; blocks: rounds of "
+        "block_steps per mode; sequential: HaloSpec's order; auto: blocks for the reload and "
+        "restart channels, else interleaved",
+    )
+    block_steps: int = _setting(5, lo=1, hi=1_000_000, doc="steps per mode and round (blocks)")
+    until: str = _setting(
+        "steps",
+        choices=("steps", "decided"),
+        doc="steps: run.steps_* per mode; decided: go on (up to max_rounds) until the "
+        "recommendation is separated or the tie set stops shrinking, dropping clearly worse modes",
+    )
+    max_rounds: int = _setting(
+        100, lo=1, hi=10_000_000, doc="until = decided: most rounds (steps per mode, interleaved)"
+    )
+    metric: str = _setting(
+        "tokens_per_s",
+        choices=("tokens_per_s", "score"),
+        doc="figure of merit the recommendation ranks by: tokens/s (higher is better) or "
+        "HaloSpec's score (lower is better)",
+    )
+    margin: float = _setting(
+        0.02, lo=0.0, hi=1.0, doc="modes within this fraction of the best are practically equal"
+    )
+    foreign_cpu_limit: float = _setting(
+        50.0,
+        lo=0.0,
+        hi=100_000.0,
+        doc="% of one core other processes may use during a step before it is flagged; 0 = off",
+    )
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 
 from halospec_tui.backends.base import Backend
 from halospec_tui.backends.factory import make_backend
-from halospec_tui.core.events import EventBus, LoadChanged
-from halospec_tui.core.load import CpuSampler, LoadInjector
+from halospec_tui.core.events import EventBus, LoadChanged, Notice
+from halospec_tui.core.load import CpuSampler, ForeignCpu, LoadInjector, local_server_pids
 from halospec_tui.core.prompts import PromptSchedule, load_prompts
 from halospec_tui.core.results import ResultsWriter, load_rows, summarize_rows, write_json
 from halospec_tui.core.runner import Runner
@@ -45,6 +45,8 @@ class Session:
         self.bus.subscribe(self.writer, inline=True)
         self.load = LoadInjector(cores=profile.load.cores, on_change=self._on_load_change)
         self.cpu = CpuSampler()
+        self.foreign = ForeignCpu()
+        self._foreign_ok = True
         self.runner = Runner(
             profile,
             backend,
@@ -53,6 +55,7 @@ class Session:
             run_dir=run_dir,
             load=self.load,
             cpu_percent=self.cpu.sample,
+            foreign_cpu=self._foreign_cpu,
         )
         self._closed = False
         self._close_lock = threading.Lock()
@@ -87,6 +90,29 @@ class Session:
     def start_backend(self) -> None:
         """Starts or checks the server; raises BackendUnavailable before any mode starts."""
         self.backend.start()
+        self._watch_server()
+
+    def _watch_server(self) -> None:
+        """A local server the harness did not start is found by its port, so its CPU is not
+        taken for someone else's; one it cannot see turns the foreign-CPU check off."""
+        if self.profile.run.foreign_cpu_limit <= 0:
+            self._foreign_ok = False
+            return
+        pids = local_server_pids(self.backend.url)
+        if pids is None:
+            self._foreign_ok = False
+            self.bus.publish(
+                Notice(
+                    "warning",
+                    f"foreign CPU is not measured: the server at {self.backend.url} is local "
+                    "but its process cannot be seen, so its work would look like another job's",
+                )
+            )
+            return
+        self.foreign.watch(pids)
+
+    def _foreign_cpu(self) -> float | None:
+        return self.foreign.mark() if self._foreign_ok else None
 
     def run(self) -> dict[str, Any]:
         return self.runner.run()

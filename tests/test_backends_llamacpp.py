@@ -62,6 +62,7 @@ def managed_profile(modes: list[str], **backend: Any) -> P.Profile:
     p = P.Profile(name="test-llamacpp")
     p.run.modes = modes
     p.run.warmup = 0
+    p.run.foreign_cpu_limit = 0.0  # other jobs on a shared test machine are not the point here
     p.run.steps_fixed = 2
     p.run.steps_adaptive = 2
     p.run.cooldown_s = 0.0
@@ -121,7 +122,8 @@ def test_pool_sweep_applies_and_proves_k_on_every_step(tmp_path: Path, model: st
     s, rec, pids = sweep(p, tmp_path / "run")
     assert len(pids) == 2  # one server per draft length: k=1 and k=4
     rows = [e.row for e in rec.of(StepResult)]
-    assert [r.mode for r in rows] == ["fixed_1"] * 2 + ["fixed_4"] * 2 + ["adaptive"] * 2
+    # interleaved rounds: both servers stay up, every request goes to the server for its k
+    assert sorted(r.mode for r in rows) == ["adaptive"] * 2 + ["fixed_1"] * 2 + ["fixed_4"] * 2
     assert all(r.success for r in rows), [r.error for r in rows]
     for r in rows:  # draft counters on every step, following the requested k
         assert r.draft_n is not None and r.draft_n_accepted is not None and r.observed_k is not None

@@ -44,6 +44,7 @@ def profile(fake: tuple[str, str], modes: list[str], channel: str, **backend: An
     p.run.steps_fixed = 2
     p.run.steps_adaptive = 3
     p.run.cooldown_s = 0.0
+    p.run.foreign_cpu_limit = 0.0  # other jobs on a shared test machine are not the point here
     p.request.max_tokens = 24
     p.request.timeout_s = 30.0
     p.backend.kind = "llamacpp-managed"
@@ -102,9 +103,9 @@ def gone(pids: list[int], timeout: float = 10.0) -> bool:
 
 
 def test_restart_channel_one_server_restarted_per_k(tmp_path: Path, fake: tuple[str, str]) -> None:
-    s, rec, pids, most = run(
-        profile(fake, ["fixed_2", "fixed_5", "adaptive"], "restart"), tmp_path / "run"
-    )
+    p = profile(fake, ["fixed_2", "fixed_5", "adaptive"], "restart")
+    p.run.order = "sequential"  # the exact restart sequence below is HaloSpec's mode order
+    s, rec, pids, most = run(p, tmp_path / "run")
     summary = s.runner.summary
     assert summary is not None and summary["draft_channel"] == "restart"
     assert {m["mode"]: m["draft_control"]["verdict"] for m in summary["modes"]} == {

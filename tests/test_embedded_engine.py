@@ -194,6 +194,49 @@ def test_engine_acceptance_tracks_alpha() -> None:
     assert rate > 0.88
 
 
+def test_draft_threads_change_costs_not_replies() -> None:
+    """The draft pool's size is a cost, never a result: with a worker process (threads 2)
+    the engine gives the replies and counters it gives alone, and closing it ends the
+    worker (a real child process, started from draft_pool.py)."""
+
+    def sig(r):  # type: ignore[no-untyped-def]
+        return (r.text, r.draft_n, r.draft_n_accepted, r.n_steps, r.accepted_per_pos)
+
+    seq = [(PROMPT, 64, 3), ("Return JSON for a cat.", 64, 6), (PROMPT, 48, 1), (PROMPT, 64, 3)]
+    with Engine(seed=9, **FAST) as alone:
+        solo = [sig(alone.generate(p, m, k)) for p, m, k in seq]
+    pooled = Engine(seed=9, **{**FAST, "threads": 2})
+    try:
+        workers = pooled.pids()
+        assert len(workers) == 1 and psutil.pid_exists(workers[0])
+        assert [sig(pooled.generate(p, m, k)) for p, m, k in seq] == solo
+    finally:
+        pooled.close()
+    assert wait_gone(workers) == []
+
+
+def test_package_names_resolve_and_classify_needs_no_numpy() -> None:
+    """Code imports `Engine`, `GenerationResult`, `classify`, `CATEGORIES` and
+    `DEFAULT_ALPHAS` from the package and the engine's helpers from engine.py; the package
+    loads numpy only with `Engine` (the server pins BLAS threads before that)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import halospec_tui.backends.embedded as pkg
+        from halospec_tui.backends.embedded import CATEGORIES, classify
+        light = "numpy" not in sys.modules
+        from halospec_tui.backends.embedded import DEFAULT_ALPHAS, Engine, GenerationResult
+        from halospec_tui.backends.embedded.engine import (
+            Counters, DraftPool, EngineError, count_tokens, prometheus_text,
+        )
+        print(light, "numpy" in sys.modules, classify("Give me JSON."), pkg.classify is classify,
+              sorted(DEFAULT_ALPHAS) == sorted(CATEGORIES), Engine.__name__)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "json", "True", "True", "Engine"]
+
+
 # --- the HTTP server --------------------------------------------------------------------------
 
 

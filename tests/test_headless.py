@@ -14,6 +14,7 @@ from statistics import median
 
 import pytest
 
+from halospec_tui import profile as P
 from tests.conftest import ROOT
 from tests.helpers import wait_gone
 
@@ -29,8 +30,13 @@ def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_quick_profile_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
+    # profiles/quick.toml as shipped, but a shared test machine's other jobs must not flag its
+    # steps as contaminated (tests/test_rounds.py covers that check)
+    quick = P.load(ROOT / "profiles" / "quick.toml")
+    quick.run.foreign_cpu_limit = 0.0
+    quick.save(tmp_path / "quick.toml")
     proc = subprocess.Popen(
-        [*CLI, "--headless", "--profile", "profiles/quick.toml", "--out", str(out)],
+        [*CLI, "--headless", "--profile", str(tmp_path / "quick.toml"), "--out", str(out)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -93,7 +99,7 @@ def test_quick_profile_end_to_end(tmp_path: Path) -> None:
     assert summary["winner"] in [m["mode"] for m in summary["modes"]]
     assert (summary["profile"], summary["backend"]) == ("quick", "embedded")
     assert (out / "profile.toml").exists() and (out / "responses.jsonl").exists()
-    assert "winner" in stdout and "adaptive:" in stdout
+    assert "RECOMMENDATION" in stdout and "adaptive:" in stdout
 
 
 def test_bad_profile_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
@@ -187,15 +193,15 @@ def test_signal_stops_keeps_rows_prints_summary_exits_130(tmp_path: Path, sig: i
     assert time.monotonic() - t0 < 5.0
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert "winner" in stdout
+    assert "RECOMMENDATION" in stdout
     assert wait_gone(proc.pid) == []
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) >= 5
     summary = json.loads((out / "summary.json").read_text())
-    mode = summary["modes"][0]
-    # a request in flight at the signal is abandoned and recorded as interrupted, apart
-    assert mode["steps"] + mode["interrupted"] == len(rows) and mode["interrupted"] <= 1
-    assert [r["error"] for r in rows if r["success"] == "0"] == ["interrupted"] * mode[
-        "interrupted"
-    ]
+    # every row kept; a request in flight at the signal is abandoned and written as an
+    # interrupted row, counted apart from the mode's steps
+    interrupted = sum(m["interrupted"] for m in summary["modes"])
+    assert sum(m["steps"] for m in summary["modes"]) + interrupted == len(rows)
+    assert interrupted <= 1
+    assert [r["error"] for r in rows if r["success"] == "0"] == ["interrupted"] * interrupted
     assert summary["cancelled"] is True

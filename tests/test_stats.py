@@ -12,7 +12,6 @@ from halospec_tui.core.stats import (
     convergence_step,
     draft_changes,
     percentile_nearest_rank,
-    pick_winner,
     summarize,
     summarize_mode,
 )
@@ -189,39 +188,6 @@ def test_summary_types_are_plain():
 
     walk(s)
     json.dumps(s, allow_nan=False)
-
-
-def _summary(mode, score, verdict=None):
-    s = {"mode": mode, "score": score}
-    if verdict is not None:
-        s["draft_control"] = {"verdict": verdict}
-    return s
-
-
-def test_pick_winner():
-    summaries = [
-        _summary("fixed_1", 900.0, "applied"),
-        _summary("fixed_2", 500.0, "not_applied"),
-        _summary("fixed_3", 700.0, "applied"),
-        _summary("adaptive", None, "applied"),
-        _summary("adaptive:acceptance", 800.0),  # no draft_control: counts
-    ]
-    assert pick_winner(summaries) == "fixed_3"
-    assert pick_winner(summaries, among="all") == "fixed_2"
-    assert pick_winner(summaries[:2] + [_summary("x", 1.0, "unknown")]) == "fixed_1"
-    assert pick_winner([_summary("a", 1.0, "not_applied")]) is None
-    assert pick_winner([_summary("a", None)]) is None
-    assert pick_winner([]) is None
-    # ties: the first listed wins
-    assert pick_winner([_summary("a", 5.0), _summary("b", 5.0)]) == "a"
-    with pytest.raises(ValueError):
-        pick_winner(summaries, among="best")
-
-
-def test_pick_winner_from_real_summaries():
-    fast = summarize_mode("fixed_2", [row(1, 100, k=2), row(2, 110, k=2)], W)
-    slow = summarize_mode("fixed_8", [row(1, 300, k=8), row(2, 310, k=8)], W)
-    assert pick_winner([slow, fast]) == "fixed_2"
 
 
 def test_quantile_ci95_takes_the_binomial_order_statistics() -> None:

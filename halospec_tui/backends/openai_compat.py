@@ -259,6 +259,9 @@ class OpenAICompatBackend:
                 body[b.n_min_key] = min(b.n_min, k)
         return body
 
+    def tag_sequence(self, body: dict[str, Any], sequence: str) -> None:
+        """Mark a request body with its sequence (see Backend.complete); real servers: nothing."""
+
     def ensure_k(self, k: int) -> None:
         """Make the server draft k before the next request (reload, restart, start a pool
         server). Runs before the clock starts; the request channel has nothing to do."""
@@ -328,7 +331,7 @@ class OpenAICompatBackend:
         reply.error = redact.scrub(reply.error)
         return reply
 
-    def complete(self, prompt: Prompt, k: int) -> Reply:
+    def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
         """One step: up to `request.attempts` tries, each bounded by `timeout_s` (all of
         it: connect, send, the whole reply), `backoff_ms` doubling between them. A 429 or
         503 with `Retry-After` waits what the server asks (at least the backoff) if the
@@ -338,7 +341,10 @@ class OpenAICompatBackend:
             return Reply.stopped(0)
         self.ensure_k(k)
         url = self.url_for(k)
-        payload = json.dumps(self.request_body(prompt, k)).encode()
+        body = self.request_body(prompt, k)
+        if sequence is not None:
+            self.tag_sequence(body, sequence)
+        payload = json.dumps(body).encode()
         budget_end = time.monotonic() + r.attempts * r.timeout_s
         delay = r.backoff_ms / 1000.0
         error = ""

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -503,158 +502,6 @@ class FreshBackend:
         self._inner.close()
 
 
-def run_interleaved(
-    p: Profile,
-    run_dir: Path,
-    *,
-    log: Callable[[str], None] = print,
-    make: Callable[[Profile], Any] | None = None,
-) -> dict[str, Any]:
-    """One evaluation run with the modes interleaved step by step (scenario.interleave).
-
-    Every mode has its own backend and controller; step s is run for every mode (in an
-    order rotated by one each step) before any mode runs step s+1. Background load that
-    comes and goes on a shared machine then hits every mode alike, and the scenario's load
-    covers the same steps of every mode in one stretch of time. On the embedded engine all
-    modes share one engine, each mode a named request stream, so request i meets the same
-    acceptance draws in every mode, and the engine is busy without pause, as a real server
-    in use is (eleven engines taking turns would each wake from a long sleep, which the
-    Linux scheduler rewards with priority over the load: CPU load would hardly touch
-    them). Writes the run folder (results.csv, responses.jsonl, summary.json with
-    "evaluation", profile.toml) and returns the summary."""
-    from halospec_tui.backends.factory import make_backend
-    from halospec_tui.core.controllers import make_controller
-    from halospec_tui.core.controllers.base import Observation
-    from halospec_tui.core.events import StepResult
-    from halospec_tui.core.load import CpuSampler, LoadInjector
-    from halospec_tui.core.prompts import PromptSchedule, load_prompts
-    from halospec_tui.core.results import ResultsWriter, write_json
-    from halospec_tui.core.runner import step_row
-    from halospec_tui.core.stats import summarize_mode
-
-    shared = None  # on the embedded engine: one engine for every mode, a stream per mode
-    new_backend: Callable[[Profile, str], Any]
-    if make is not None:
-        new_backend = lambda prof, mode: make(prof)  # noqa: E731
-    elif p.backend.kind == "embedded":
-        from halospec_tui.backends.embedded.launcher import EmbeddedServer
-        from halospec_tui.backends.embedded_backend import EmbeddedBackend
-
-        shared = EmbeddedServer.from_settings(p.embedded, seed=p.run.seed)
-        new_backend = lambda prof, mode: EmbeddedBackend(  # noqa: E731
-            prof, attach_url=shared.url, stream=mode
-        )
-    else:
-        new_backend = lambda prof, mode: make_backend(prof)  # noqa: E731
-    run_dir = Path(run_dir)
-    if (run_dir / "results.csv").exists():
-        from halospec_tui.profile import ProfileError
-
-        raise ProfileError(f"--out {run_dir}: already holds results.csv (expected a new folder)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    p.save(run_dir / "profile.toml")
-    sc = p.scenario
-    modes = list(p.run.modes)
-    steps = p.steps_for(modes[0])
-    prompts = scenario_mod.scenario_prompts(PromptSchedule(load_prompts(p)), p)
-    writer = ResultsWriter(run_dir)
-    cpu = CpuSampler()
-    load = LoadInjector(cores=p.load.cores)
-    backends: dict[str, Any] = {}
-    rows: list[StepRow] = []
-    overhead: dict[str, list[float]] = {m: [] for m in modes}
-    try:
-        if shared is not None:
-            shared.start(timeout=max(15.0, p.backend.health_timeout_s))
-        controllers = {m: make_controller(m, p) for m in modes}
-        for m in modes:
-            b = new_backend(p, m)
-            b.start()
-            kind, _ = parse_mode(m)
-            b.prepare_mode(m, controllers[m].warmup_k if kind == "fixed" else None)
-            backends[m] = b
-        for m in modes:  # warmup, as the runner does it
-            lat = []
-            for i in range(p.run.warmup):
-                reply = backends[m].complete(
-                    prompts.prompt_for(m, i, None), controllers[m].warmup_k
-                )
-                if reply.success:
-                    lat.append(reply.latency_ms)
-            controllers[m].calibrate(lat)
-        load_seen = False
-        gstep = 0
-        for step in range(1, steps + 1):
-            action = scenario_mod.load_action(sc, step)
-            if action == "start" and not load.on:
-                load.start(duration_s=None, scheduled=True)
-            elif action == "stop" and load.on:
-                load.stop()
-            load_seen = load_seen or load.on
-            phase = "load" if load.on else ("recovery" if load_seen else "steady")
-            start = step % len(modes)
-            for m in modes[start:] + modes[:start]:
-                ctl = controllers[m]
-                t0 = time.perf_counter()
-                decision = ctl.decide()
-                ctl_ms = (time.perf_counter() - t0) * 1000.0
-                k = decision.k
-                prompt = prompts.prompt_for(m, p.run.warmup + step - 1, step)
-                reply = backends[m].complete(prompt, k)
-                t0 = time.perf_counter()
-                ctl.observe(Observation.of(k, reply, prompt.category))
-                overhead[m].append(ctl_ms + (time.perf_counter() - t0) * 1000.0)
-                gstep += 1
-                row = step_row(
-                    global_step=gstep,
-                    step=step,
-                    mode=m,
-                    phase=phase,
-                    k=k,
-                    reply=reply,
-                    prompt_id=prompt.id,
-                    category=prompt.category,
-                    decision=decision,
-                    load_on=load.on,
-                    channel=backends[m].draft_channel,
-                    cpu=cpu.sample(),
-                )
-                rows.append(row)
-                writer(StepResult(row=row, text=reply.text))
-            if step % 20 == 0 or step == steps:
-                log(f"   step {step}/{steps}" + (" (load on)" if load.on else ""))
-    finally:
-        load.close()
-        for b in backends.values():
-            b.close()
-        if shared is not None:
-            shared.stop()
-        writer.close()
-    order = {m: i for i, m in enumerate(modes)}
-    rows.sort(key=lambda r: (order[r.mode], r.step))
-    mode_summaries = []
-    for m in modes:
-        mine = [r for r in rows if r.mode == m]
-        s = summarize_mode(m, mine, p.score, p.score.convergence_window)
-        ctl = overhead[m]
-        s["controller_ms_per_step"] = round(sum(ctl) / len(ctl), 4) if ctl else None
-        mode_summaries.append(s)
-    from halospec_tui.core.stats import pick_winner
-
-    summary = {
-        "modes": mode_summaries,
-        "winner": pick_winner(mode_summaries, "all"),
-        "profile": p.name,
-        "backend": p.backend.kind,
-        "run_dir": str(run_dir),
-        "cancelled": False,
-        "interleaved": True,
-        "evaluation": evaluation_for_run(rows, p, overhead),
-    }
-    write_json(run_dir / "summary.json", summary)
-    return summary
-
-
 def run_evaluation(
     profile: Profile,
     out: Path,
@@ -681,25 +528,27 @@ def run_evaluation(
         p = evaluation_profile(base)
         p.run.seed = base.run.seed + i
         run_dir = out / f"run-{i + 1}"
-        interleave = p.scenario.interleave and p.backend.kind == "embedded"
-        how = "interleaved" if interleave else "one mode after another"
+        # interleaved rounds (the runner's order): one backend, one engine, every mode a
+        # request sequence of its own, so request i of every mode meets the same draws
+        p.run.order = "auto" if p.scenario.interleave else "sequential"
         log(
             f"evaluate run {i + 1}/{runs}: seed {p.run.seed}, {len(p.run.modes)} modes x "
-            f"{p.steps_for(p.run.modes[0])} steps, {how} -> {run_dir}"
+            f"{p.steps_for(p.run.modes[0])} steps, {p.run.order} -> {run_dir}"
         )
-        if interleave:  # one shared engine, a request stream per mode
-            summary = run_interleaved(p, run_dir, log=log)
-        else:
-            fresh = p.scenario.fresh_backend and p.backend.kind == "embedded"
-            backend = FreshBackend(p, make_backend) if fresh else None
-            session = Session.create(p, run_dir, backend=backend)
-            if on_event is not None:
-                session.bus.subscribe(on_event)
-            try:
-                session.start_backend()
-                summary = session.run()
-            finally:
-                session.close()
+        fresh = (
+            p.run.order == "sequential"
+            and p.scenario.fresh_backend
+            and p.backend.kind == "embedded"
+        )
+        backend = FreshBackend(p, make_backend) if fresh else None
+        session = Session.create(p, run_dir, backend=backend)
+        if on_event is not None:
+            session.bus.subscribe(on_event)
+        try:
+            session.start_backend()
+            summary = session.run()
+        finally:
+            session.close()
         ev = summary.get("evaluation")
         if summary.get("cancelled") or ev is None:
             log(f"run {i + 1} did not finish; it is left out")

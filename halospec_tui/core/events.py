@@ -61,6 +61,10 @@ class StepRow:
     controller_reason: str = ""
     draft_channel: str = ""
     error: str = ""  # "interrupted": the request the run's stop abandoned (success 0)
+    # the order and the conditions a step met (the recommendation's inputs)
+    round: int = 0  # 1-based round of the sweep's order (core/schedule.py)
+    foreign_cpu: float | None = None  # % of one core used by other processes during the step
+    contaminated: str = ""  # why the step is left out of comparisons ("" = clean)
     # streamed replies only (request.stream): time to first token, inter-token latency
     ttft_ms: float | None = None
     itl_p50_ms: float | None = None
@@ -87,6 +91,25 @@ class RunStarted(Event):
     modes: tuple[str, ...]
     total_steps: int
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoundStarted(Event):
+    """A round of the sweep's order begins: these modes, in this order (core/schedule.py)."""
+
+    round: int
+    modes: tuple[str, ...]
+    planned: int  # rounds planned so far (grows while `until = "decided"` is not decided)
+
+
+@dataclass(frozen=True)
+class Standings(Event):
+    """The recommendation as it stands (core/recommendation.py, as a dict): best, tied,
+    worse per mode with intervals, and what is being decided."""
+
+    round: int
+    recommendation: dict[str, Any]
+    final: bool = False
 
 
 @dataclass(frozen=True)

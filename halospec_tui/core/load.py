@@ -280,3 +280,120 @@ def _busy_percent(t1: Any, t2: Any) -> float:
         return 0.0
     d_busy = busy2 - busy1
     return round(max(0.0, min(100.0, d_busy / d_all * 100.0)), 1)
+
+
+class ForeignCpu:
+    """CPU use on this machine by processes that are neither the harness nor the server.
+
+    foreign = the machine's busy CPU time − this process and every descendant (the embedded
+    engine, managed llama-servers, the load burners) − the server's processes when it is a
+    local process the harness did not start (found once by its listening port). A step that
+    met foreign CPU met someone else's job: it is flagged, and the recommendation leaves it
+    out. Values are percent of one core (100 = one core busy all the time).
+
+    `mark()` takes a snapshot (cheap: a few /proc reads) and returns the foreign CPU since
+    the snapshot that lies at least `min_window_s` back, so a short step is judged over a
+    window long enough for the kernel's 10 ms accounting ticks not to look like load.
+    """
+
+    def __init__(
+        self,
+        other_pids: list[int] | None = None,
+        *,
+        min_window_s: float = 0.5,
+        refresh_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._me = psutil.Process()
+        self._other = [p for p in (other_pids or []) if p != self._me.pid]
+        self._min_window = min_window_s
+        self._refresh = refresh_s
+        self._clock = clock
+        self._procs: list[psutil.Process] = []
+        self._procs_at = -1e9
+        self._hist: collections.deque[tuple[float, float, float]] = collections.deque(maxlen=64)
+        self._lock = threading.Lock()
+
+    def watch(self, pids: list[int]) -> None:
+        """Also count these processes (and their children) as the server's, not foreign."""
+        with self._lock:
+            self._other = [p for p in pids if p != self._me.pid]
+            self._procs_at = -1e9
+
+    def _tree(self, now: float) -> list[psutil.Process]:
+        if now - self._procs_at >= self._refresh:
+            procs: dict[int, psutil.Process] = {}
+            with contextlib.suppress(psutil.Error):
+                procs.update((p.pid, p) for p in self._me.children(recursive=True))
+            for pid in self._other:
+                with contextlib.suppress(psutil.Error):
+                    p = psutil.Process(pid)
+                    procs.update((c.pid, c) for c in [p, *p.children(recursive=True)])
+            procs.pop(self._me.pid, None)
+            self._procs, self._procs_at = list(procs.values()), now
+        return self._procs
+
+    def _ours(self, now: float) -> float:
+        t = self._me.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for p in self._tree(now):
+            with contextlib.suppress(psutil.Error):
+                c = p.cpu_times()
+                total += c.user + c.system
+        return total
+
+    @staticmethod
+    def _machine() -> float:
+        t = psutil.cpu_times()._asdict()
+        busy = sum(t.values()) - t.get("idle", 0.0) - t.get("iowait", 0.0)
+        return busy - t.get("guest", 0.0) - t.get("guest_nice", 0.0)
+
+    def mark(self) -> float | None:
+        """Snapshot now; the foreign CPU (% of one core) since an earlier snapshot at least
+        min_window_s back (or the oldest one); None on the first call."""
+        with self._lock:
+            now = self._clock()
+            try:
+                snap = (now, self._machine(), self._ours(now))
+            except psutil.Error:
+                return None
+            base = None
+            for s in reversed(self._hist):
+                base = s
+                if now - s[0] >= self._min_window:
+                    break
+            self._hist.append(snap)
+        if base is None or now - base[0] <= 0:
+            return None
+        foreign = (snap[1] - base[1]) - (snap[2] - base[2])
+        return round(max(0.0, foreign / (now - base[0]) * 100.0), 1)
+
+
+def local_server_pids(url: str) -> list[int] | None:
+    """PIDs listening on a loopback URL's port ([] for a remote host: its CPU is not this
+    machine's; None when the host is local but its process cannot be seen)."""
+    import ipaddress
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    local = host in ("localhost", "") or host.endswith(".localhost")
+    with contextlib.suppress(ValueError):
+        local = local or ipaddress.ip_address(host).is_loopback
+    if not local:
+        return []
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return None
+    pids = sorted(
+        {
+            c.pid
+            for c in conns
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+        }
+    )
+    return pids or None

@@ -23,8 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from halospec_tui import redact
+from halospec_tui.core import verdict
 from halospec_tui.core.events import Event, ModeFinished, RunFinished, StepResult, StepRow
-from halospec_tui.core.stats import pick_winner, summarize_mode
+from halospec_tui.core.recommendation import (
+    attach_standings,
+    ranking_refusal,
+    recommend_from_rows,
+    with_apply,
+)
+from halospec_tui.core.stats import summarize_mode
 from halospec_tui.profile import Profile, ScoreSettings
 
 HALOSPEC_COLUMNS = [
@@ -193,10 +200,16 @@ def load_rows(csv_path: Path) -> list[StepRow]:
 
 
 def summarize_rows(
-    rows: Sequence[StepRow], profile: Profile | None = None, extra: dict[str, Any] | None = None
+    rows: Sequence[StepRow],
+    profile: Profile | None = None,
+    extra: dict[str, Any] | None = None,
+    verdicts: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The summary.json structure for a set of rows, modes in their order of appearance."""
-    weights = profile.score if profile else ScoreSettings()
+    """The summary.json structure for a set of rows, modes in their order of appearance, with
+    the recommendation computed as the runner computes it. `verdicts` (mode -> draft_control,
+    from a summary.json) win over verdicts judged again from the rows' own counters."""
+    prof = profile or Profile()
+    weights = prof.score if profile else ScoreSettings()
     window = weights.convergence_window
     order: list[str] = []
     by_mode: dict[str, list[StepRow]] = {}
@@ -206,9 +219,29 @@ def summarize_rows(
             by_mode[r.mode] = []
         by_mode[r.mode].append(r)
     modes = [summarize_mode(m, by_mode[m], weights, window) for m in order]
+    not_ranked: dict[str, str] = {}
+    for m in modes:
+        rs = by_mode[m["mode"]]
+        dc = (verdicts or {}).get(m["mode"])
+        if dc is None:
+            channel = next((r.draft_channel for r in rs if r.draft_channel), "") or "request"
+            dc = verdict.mode_verdict(rs, channel)
+        m["draft_control"] = dc
+        m["contaminated_steps"] = sum(1 for r in rs if r.contaminated)
+        why = ranking_refusal(dc, weights.winner_among)
+        if why:
+            not_ranked[m["mode"]] = why
+    rounds = {r.round for r in rows}
+    rec = recommend_from_rows(by_mode, profile=prof, not_ranked=not_ranked, paired=len(rounds) > 1)
+    backend = (extra or {}).get("backend") or (profile.backend.kind if profile else "")
+    rec_dict = with_apply(rec.as_dict(), str(backend or "llamacpp"), prof)
+    attach_standings(modes, rec_dict)
     summary: dict[str, Any] = {
         "modes": modes,
-        "winner": pick_winner(modes, "all"),
+        "winner": rec_dict.get("mode"),
+        "recommendation": rec_dict,
+        "metric": prof.run.metric,
+        "rounds": max(rounds) if rounds else 0,
         "profile": profile.name if profile else None,
         "backend": profile.backend.kind if profile else None,
     }
@@ -231,6 +264,50 @@ def find_csv(path: Path) -> Path:
     return p
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_run(path: Path) -> tuple[list[StepRow], dict[str, Any]]:
+    """A run folder or CSV read back: its rows and its summary. The run's own summary.json
+    is the answer when it covers every mode in the rows (so `report`, `report --text` and the
+    summary screen say what the run said); otherwise (a cut-short run, a CSV alone, the
+    original HaloSpec's CSV) the summary is computed from the rows the way the runner does,
+    keeping the verdicts summary.json has."""
+    from halospec_tui import profile as profile_mod
+
+    p = Path(path)
+    csv_path = find_csv(p)
+    rows = load_rows(csv_path)
+    folder = p if p.is_dir() else csv_path.parent
+    prof = None
+    if (folder / "profile.toml").exists():
+        try:
+            prof = profile_mod.load(folder / "profile.toml")
+        except profile_mod.ProfileError:
+            prof = None
+    row_modes = list(dict.fromkeys(r.mode for r in rows))
+    saved = _read_json(folder / "summary.json") if (folder / "summary.json").exists() else None
+    covered = {m.get("mode") for m in (saved or {}).get("modes", []) if isinstance(m, dict)}
+    if saved is not None and set(row_modes) <= covered and "recommendation" in saved:
+        return rows, saved
+    verdicts = {
+        m.get("mode"): m.get("draft_control")
+        for m in (saved or {}).get("modes", [])
+        if isinstance(m, dict) and m.get("draft_control")
+    }
+    extra = {
+        key: saved[key]
+        for key in ("backend", "draft_channel", "model", "profile", "cancelled", "order")
+        if saved and saved.get(key)
+    }
+    return rows, summarize_rows(rows, prof, extra, verdicts)
+
+
 def export(run_dir: Path, dest: Path, profile: Profile | None = None) -> tuple[Path, Path]:
     """Copy the rows so far and a summary of them into `dest` (a folder); safe mid-run."""
     src = find_csv(run_dir)
@@ -251,10 +328,8 @@ def export(run_dir: Path, dest: Path, profile: Profile | None = None) -> tuple[P
             verdicts = {}
     else:
         verdicts = {}
-    summary = summarize_rows(rows, profile, extra)
-    for m in summary["modes"]:
-        if verdicts.get(m["mode"]):
-            m["draft_control"] = verdicts[m["mode"]]
+    extra = {k: v for k, v in extra.items() if k not in ("recommendation", "metric", "rounds")}
+    summary = summarize_rows(rows, profile, extra, {m: v for m, v in verdicts.items() if v})
     summary["partial"] = True
     json_out = dest / "summary.json"
     write_json(json_out, summary)

@@ -195,29 +195,3 @@ def summarize_mode(
         "mean": _num(np.mean(lengths)) if lengths else None,
     }
     return out
-
-
-def _qualifies(summary: dict[str, Any], among: str) -> bool:
-    if among == "all":
-        return True
-    dc = summary.get("draft_control")
-    return dc is None or (isinstance(dc, dict) and dc.get("verdict") == "applied")
-
-
-def pick_winner(mode_summaries: list[dict[str, Any]], among: str = "applied") -> str | None:
-    """The mode with the lowest score (first on ties).
-
-    With among="applied" only modes whose draft length provably reached the server count
-    (draft_control.verdict == "applied", or no draft_control at all); None when none qualify
-    or none has a score: a sweep whose knob never turned has no winner.
-    """
-    if among not in ("applied", "all"):
-        raise ValueError(f"among must be 'applied' or 'all', got {among!r}")
-    best: tuple[float, str] | None = None
-    for s in mode_summaries:
-        score = s.get("score")
-        if score is None or not _qualifies(s, among):
-            continue
-        if best is None or score < best[0]:
-            best = (float(score), str(s.get("mode")))
-    return best[1] if best else None

@@ -51,7 +51,7 @@ STOP_WAIT_S = 5.0  # how long q / Ctrl+C wait for the step in flight
 REFRESH_S = 0.5  # batched redraws twice a second (pause, load and run end: within 0.1 s)
 TICK_S = 1.0  # clocks that move without events (load time, elapsed, time left)
 
-_LIVE_ACTIONS = {"toggle_load", "toggle_pause"}
+_LIVE_ACTIONS = {"toggle_load", "toggle_pause", "until_decided"}
 
 
 class MonitorApp(App[None]):
@@ -63,6 +63,8 @@ class MonitorApp(App[None]):
     BINDINGS = [
         Binding("l", "toggle_load", "Load"),
         Binding("p", "toggle_pause", "Pause"),
+        Binding("u", "until_decided", "Until decided"),
+        Binding("f", "focus_next", "Charts: next mode", show=False),
         Binding("s", "save_profile", "Save profile"),
         Binding("e", "export", "Export"),
         Binding("d", "discover", "Discover"),
@@ -238,6 +240,20 @@ class MonitorApp(App[None]):
     def _toggle_load(self) -> None:
         """Starting or stopping burner processes takes a moment: not on the UI thread."""
         self.session.runner.toggle_load()
+
+    def action_until_decided(self) -> None:
+        """Go on past the planned rounds until the recommendation is decided."""
+        if self.session is None or self.state.done:
+            return
+        if self.session.runner.decide():
+            self.state.until = "decided"
+            self.state.dirty.update(("banner", "progress"))
+            self._redraw()
+
+    def action_focus_next(self) -> None:
+        """The charts and the controller pane show the next mode."""
+        self.state.cycle_focus()
+        self._redraw()
 
     def action_toggle_pause(self) -> None:
         if self.session is None or self.state.done:

@@ -23,8 +23,10 @@ from halospec_tui.core.events import (
     Notice,
     Paused,
     PhaseChanged,
+    RoundStarted,
     RunFinished,
     RunStarted,
+    Standings,
     StepResult,
     WarmupDone,
     WarmupStep,
@@ -105,6 +107,16 @@ class ModeView:
         self._acc_pct: tuple[float | None, float | None] | None = None
         self._k_window: deque[float] = deque(maxlen=PCT_WINDOW)
         self._k_pct: tuple[float | None, float | None] | None = None
+        self.tokens = 0  # successful steps' tokens and latency: the live tokens/s
+        self.latency_ms = 0.0
+        self.contaminated = 0
+        # the mode's controller, as its last decision left it
+        self.ctl_k: int | None = None
+        self.ctl_prev_k: int | None = None
+        self.ctl_reason = ""
+        self.ctl_step = 0
+        self.ctl_values: dict[str, float | None] = {}
+        self.thresholds: dict[str, float | None] = {}
 
     def add(self, row: Any) -> None:
         self.step = row.step
@@ -112,8 +124,12 @@ class ModeView:
         self.draft_length.append(float(row.draft_length))
         self._k_window.append(float(row.draft_length))
         self._k_pct = None
+        if getattr(row, "contaminated", ""):
+            self.contaminated += 1
         if row.success:
             self.successes += 1
+            self.tokens += int(row.tokens)
+            self.latency_ms += float(row.latency_ms)
             self.last_latency = row.latency_ms
             self.latency.append(row.latency_ms)
             self._window.append(row.latency_ms)
@@ -127,6 +143,10 @@ class ModeView:
             self.acceptance.append(row.acceptance)
             self._acc_window.append(row.acceptance)
             self._acc_pct = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / (self.latency_ms / 1000.0) if self.latency_ms > 0 else None
 
     @property
     def windowed(self) -> bool:
@@ -176,7 +196,14 @@ class MonitorState:
         self.steps_done = 0
         self.warmups_done = 0
         self.failures = 0
-        self.mode: ModeView | None = None
+        self.views: dict[str, ModeView] = {}  # every mode seen, in the order first seen
+        self.focus: str | None = None  # the mode the user picked for the charts (f)
+        self.latest: str | None = None  # the mode of the latest event
+        self.order = ""  # interleaved, blocks, sequential
+        self.until = "steps"
+        self.round = 0
+        self.rounds_planned = 0
+        self.standings: dict[str, Any] | None = None  # the recommendation as it stands
         self.phase = "starting"
         self.phase_step = 0
         self.paused = False
@@ -191,14 +218,6 @@ class MonitorState:
         self.load_duration: float | None = None
         self.load_scheduled = False
         self.load_cores = 0
-        # controller
-        self.ctl_kind = ""
-        self.ctl_k: int | None = None
-        self.ctl_prev_k: int | None = None
-        self.ctl_reason = ""
-        self.ctl_step = 0
-        self.ctl_values: dict[str, float | None] = {}
-        self.thresholds: dict[str, float | None] = {}
         # results
         self.finished: list[dict[str, Any]] = []
         self.winner: str | None = None
@@ -209,6 +228,77 @@ class MonitorState:
         self.dropped_log = 0
         self.events_seen = 0
         self._ev_time: float | None = None
+
+    # --- which mode the panes show -----------------------------------------------------------
+    @property
+    def mode(self) -> ModeView | None:
+        """The mode the charts and the controller pane show: the one the user picked (f);
+        in HaloSpec's sequential order, the mode running; with rounds, the first adaptive mode
+        (its k moves), else the leader, so the panes do not flicker from step to step."""
+        if self.focus in self.views:
+            return self.views[self.focus]
+        if self.order in ("interleaved", "blocks") and not self._warming():
+            adaptive = [v for v in self.views.values() if v.controller != "fixed"]
+            if adaptive:
+                return adaptive[0]
+            lead = (self.standings or {}).get("mode")
+            if lead in self.views:
+                return self.views[lead]
+        return self.views.get(self.latest or "")
+
+    def _warming(self) -> bool:
+        return self.phase == "warmup" and self.steps_done == 0
+
+    def cycle_focus(self) -> str | None:
+        """Show the next mode in the charts (the `f` key)."""
+        names = list(self.views)
+        if not names:
+            return None
+        cur = self.mode.name if self.mode is not None else names[-1]
+        self.focus = names[(names.index(cur) + 1) % len(names)] if cur in names else names[0]
+        self.dirty.update(("charts", "controller", "progress", "banner"))
+        return self.focus
+
+    def view(self, mode: str) -> ModeView:
+        v = self.views.get(mode)
+        if v is None:  # joined mid-run
+            v = self.views[mode] = ModeView(mode, len(self.views), len(self.modes) or 1, 0, 0, "")
+        return v
+
+    @property
+    def ctl_kind(self) -> str:
+        m = self.mode
+        return m.controller if m is not None else ""
+
+    @property
+    def ctl_k(self) -> int | None:
+        m = self.mode
+        return m.ctl_k if m is not None else None
+
+    @property
+    def ctl_prev_k(self) -> int | None:
+        m = self.mode
+        return m.ctl_prev_k if m is not None else None
+
+    @property
+    def ctl_reason(self) -> str:
+        m = self.mode
+        return m.ctl_reason if m is not None else ""
+
+    @property
+    def ctl_step(self) -> int:
+        m = self.mode
+        return m.ctl_step if m is not None else 0
+
+    @property
+    def ctl_values(self) -> dict[str, float | None]:
+        m = self.mode
+        return m.ctl_values if m is not None else {}
+
+    @property
+    def thresholds(self) -> dict[str, float | None]:
+        m = self.mode
+        return m.thresholds if m is not None else {}
 
     # --- folding --------------------------------------------------------------------------
     def apply_all(self, events: Iterable[Event]) -> None:
@@ -245,6 +335,9 @@ class MonitorState:
         self.url = str(ev.settings.get("url", "") or "")
         self.modes, self.total_steps = tuple(ev.modes), ev.total_steps
         self.warmup_per_mode = int(ev.settings.get("warmup", 0) or 0)
+        self.order = str(ev.settings.get("order") or "sequential")
+        self.until = str(ev.settings.get("until") or "steps")
+        self.rounds_planned = int(ev.settings.get("rounds") or 0)
         self.started_at = self._t(ev)
         self.phase = "warmup"
         self.dirty.update(("header", "banner", "progress"))
@@ -254,13 +347,12 @@ class MonitorState:
         )
 
     def _mode_started(self, ev: ModeStarted) -> None:
-        self.mode = ModeView(ev.mode, ev.index, ev.count, ev.steps, ev.warmup, ev.controller)
+        self.views[ev.mode] = ModeView(
+            ev.mode, ev.index, ev.count, ev.steps, ev.warmup, ev.controller
+        )
+        self.latest = ev.mode
         self.warmup_per_mode = ev.warmup
-        self.ctl_kind = ev.controller
-        self.ctl_k = self.ctl_prev_k = None
-        self.ctl_reason, self.ctl_step = "", 0
-        self.ctl_values, self.thresholds = {}, {}
-        self.dirty.update(("banner", "progress", "charts", "controller"))
+        self.dirty.update(("banner", "progress", "charts", "controller", "modes"))
         self.log(
             "mode",
             f"mode {ev.mode} ({ev.index + 1}/{ev.count}): {ev.warmup} warmup + "
@@ -269,8 +361,8 @@ class MonitorState:
 
     def _warmup_step(self, ev: WarmupStep) -> None:
         self.warmups_done += 1
-        if self.mode is not None:
-            self.mode.warmup_i = ev.i
+        self.latest = ev.mode
+        self.view(ev.mode).warmup_i = ev.i
         self.dirty.update(("banner", "progress"))
         if not ev.success:
             self.log(
@@ -278,7 +370,7 @@ class MonitorState:
             )
 
     def _warmup_done(self, ev: WarmupDone) -> None:
-        self.thresholds = dict(ev.thresholds)
+        self.view(ev.mode).thresholds = dict(ev.thresholds)
         self.dirty.add("controller")
         shown = {k: v for k, v in ev.thresholds.items() if v is not None}
         if shown:
@@ -288,33 +380,40 @@ class MonitorState:
             self.log("warning", f"{ev.mode}: {ev.note}")
 
     def _phase_changed(self, ev: PhaseChanged) -> None:
+        same = ev.phase == self.phase
         self.phase, self.phase_step = ev.phase, ev.step
         self.dirty.add("banner")
-        if ev.phase != "warmup":
+        # with rounds every mode changes phase in turn: say it once, when the run's phase moves
+        if ev.phase != "warmup" and not (same and self.order in ("interleaved", "blocks")):
             self.log(
                 "load" if ev.phase == "load" else "info",
                 f"{ev.mode} phase {ev.phase.upper()} from step {ev.step}",
             )
 
     def _decision(self, ev: ControllerDecision) -> None:
-        self.ctl_prev_k = ev.prev_k
-        self.ctl_k = ev.decision.k
-        self.ctl_reason = ev.decision.reason
-        self.ctl_step = ev.step
-        self.ctl_values = dict(ev.decision.values)
-        self.dirty.add("controller")
+        v = self.view(ev.mode)
+        v.ctl_prev_k = ev.prev_k
+        v.ctl_k = ev.decision.k
+        v.ctl_reason = ev.decision.reason
+        v.ctl_step = ev.step
+        v.ctl_values = dict(ev.decision.values)
+        if self.mode is v:
+            self.dirty.add("controller")
 
     def _step(self, ev: StepResult) -> None:
         row = ev.row
         self.steps_done += 1
         if not row.success:
             self.failures += 1
-        if self.mode is None or self.mode.name != row.mode:  # joined mid-mode
-            self.mode = ModeView(row.mode, 0, len(self.modes) or 1, row.step, 0, self.ctl_kind)
-        self.mode.add(row)
-        if self.ctl_kind == "fixed" or self.ctl_k is None:
-            self.ctl_k = row.draft_length
-        self.dirty.update(("charts", "progress", "controller"))
+        v = self.view(row.mode)
+        self.latest = row.mode
+        v.steps = max(v.steps, row.step)
+        v.add(row)
+        if v.controller == "fixed" or v.ctl_k is None:
+            v.ctl_k = row.draft_length
+        self.dirty.update(("progress", "modes"))
+        if self.mode is v:
+            self.dirty.update(("charts", "controller"))
         if self.paused:  # "paused before step N" moves when the step in flight lands
             self.dirty.add("banner")
 
@@ -341,9 +440,62 @@ class MonitorState:
     def _notice(self, ev: Notice) -> None:
         self.log(ev.level if ev.level in ("info", "warning", "error") else "info", ev.text)
 
+    def _round(self, ev: RoundStarted) -> None:
+        self.round = ev.round
+        self.rounds_planned = max(self.rounds_planned, ev.planned)
+        # a decided run grows: count the round's steps into the total once it passes the plan
+        self.total_steps = max(self.total_steps, self.steps_done + len(ev.modes))
+        self.dirty.update(("banner", "progress"))
+
+    def _standings(self, ev: Standings) -> None:
+        self.standings = ev.recommendation
+        self.winner = ev.recommendation.get("mode")
+        self.modes_version += 1
+        self.dirty.update(("modes", "banner"))
+        if self.mode is not None and self.focus is None:
+            self.dirty.update(("charts", "controller"))
+
+    def standing(self, mode: str) -> dict[str, Any]:
+        """This mode's place in the standings (label, interval, vs the leader), or {}."""
+        for s in (self.standings or {}).get("standings") or []:
+            if s.get("mode") == mode:
+                return s
+        return {}
+
+    def mode_rows(self) -> list[dict[str, Any]]:
+        """One dict per mode for the modes table: the finished summary where there is one,
+        else what the live views know; each with its standing."""
+        done = {m.get("mode"): m for m in self.finished}
+        names = list(dict.fromkeys([*self.modes, *self.views, *done]))
+        rows = []
+        for name in names:
+            m = dict(done.get(name) or {})
+            v = self.views.get(name)
+            if not m and v is None:
+                continue
+            if not m and v is not None:
+                p50, p95 = v.latency_pct()
+                steps = v.successes + v.failures
+                m = {
+                    "mode": name,
+                    "steps": steps,
+                    "median_ms": p50,
+                    "p95_ms": p95,
+                    "tokens_per_s": v.tokens_per_s,
+                    "acceptance": v.last_acceptance,
+                    "success_rate": v.successes / steps if steps else None,
+                    "contaminated_steps": v.contaminated,
+                    "live": True,
+                }
+            st = self.standing(name)
+            if st:
+                m["confidence"] = {k: x for k, x in st.items() if k != "mode"}
+            rows.append(m)
+        return rows
+
     def _mode_finished(self, ev: ModeFinished) -> None:
         self.finished = [m for m in self.finished if m.get("mode") != ev.mode] + [ev.summary]
-        if ev.run_summary:
+        if ev.run_summary and ev.run_summary.get("recommendation") is not None:
             self.winner = ev.run_summary.get("winner")
         self.modes_version += 1
         self.dirty.add("modes")
@@ -363,6 +515,8 @@ class MonitorState:
         if isinstance(modes, list) and modes:
             self.finished = list(modes)
         self.winner = ev.summary.get("winner")
+        if isinstance(ev.summary.get("recommendation"), dict):
+            self.standings = ev.summary["recommendation"]
         self.modes_version += 1
         self.load_on = False
         self.dirty.update(PANES)
@@ -371,7 +525,12 @@ class MonitorState:
         elif ev.cancelled:
             self.log("done", f"run cancelled after {self.steps_done} steps; files are complete")
         else:
-            self.log("done", f"run finished: winner {self.winner or 'none (no mode qualifies)'}")
+            rec = self.standings or {}
+            self.log(
+                "done",
+                f"run finished: recommendation {self.winner or 'none'}"
+                + (f" · {rec.get('reason')}" if rec.get("reason") else ""),
+            )
 
     # --- derived values the panes show ------------------------------------------------------
     def elapsed(self) -> float | None:
@@ -441,5 +600,7 @@ _HANDLERS: dict[type, Callable[[MonitorState, Any], None]] = {
     Paused: MonitorState._paused,
     Notice: MonitorState._notice,
     ModeFinished: MonitorState._mode_finished,
+    RoundStarted: MonitorState._round,
+    Standings: MonitorState._standings,
     RunFinished: MonitorState._run_finished,
 }

@@ -42,7 +42,7 @@ class ScriptedBackend:
     def prepare_mode(self, mode: str, k: int | None) -> None:
         pass
 
-    def complete(self, prompt: Prompt, k: int) -> Reply:
+    def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
         with self._lock:
             self.calls += 1
             n = self.calls
@@ -88,6 +88,7 @@ def scripted_profile(**run: object) -> Profile:
     p.run.cooldown_s = 0.0
     p.request.model = "scripted-model"
     p.load.cores = 1
+    p.run.foreign_cpu_limit = 0.0  # the screen must not depend on what else the machine runs
     for k, v in run.items():
         setattr(p.run, k, v)
     return p

@@ -37,7 +37,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from halospec_tui.backends.embedded.engine import CATEGORIES, MAX_TOKENS_CAP, Engine
+from halospec_tui.backends.embedded.categories import CATEGORIES
+from halospec_tui.backends.embedded.engine import MAX_TOKENS_CAP, Engine
 
 DEFAULT_MODEL = "embedded-spec"
 DEFAULT_MAX_TOKENS = 128

@@ -1,9 +1,11 @@
 """adaptive:model — pick the k that maximises expected tokens/s under Leviathan et al.'s model.
 
-Model (shared/facts/speculation.md): a verify step that drafts k tokens emits
+Model (Leviathan et al., 2023): a verify step that drafts k tokens emits
 ``E(k) = (1 - α^(k+1)) / (1 - α)`` tokens on average and costs ``v + k·d`` ms, so
-tokens/s ∝ ``E(k) / (v + k·d)``. Every request updates *discounted* estimates (each older
-request's weight is multiplied by ``discount`` per new request) of:
+tokens/s ∝ ``E(k) / (v + k·d)``. In the code α is ``alpha``, v ``verify_ms``, d ``draft_ms``
+and the best k ``k_star``; a fit keeps the short keys ``v``, ``d``, ``se_d``, ``xb``, ``yb``.
+Every request updates *discounted* estimates (each older request's weight is multiplied by
+``discount`` per new request) of:
 
 * **α, the per-token acceptance.** A server reports per request the drafted tokens D, the
   accepted tokens A and (through predicted_n) the verify steps S = predicted_n − A − 1 (each
@@ -96,18 +98,18 @@ def accepted_variance(alpha: float, k: int) -> float:
 def solve_alpha(pools: list[tuple[float, float, float]]) -> float | None:
     """α solving Σ A = Σ S·g(α, k) over pools of (accepted A, drafting steps S, k); None if
     there are no steps. Σ S·g is increasing in α, so bisection finds the root."""
-    steps = sum(s for _, s, _ in pools)
+    steps = sum(pool_steps for _, pool_steps, _ in pools)
     if steps <= 0:
         return None
-    target = sum(a for a, _, _ in pools)
+    target = sum(accepted for accepted, _, _ in pools)
     lo, hi = _ALPHA_LO, _ALPHA_HI
     if target <= 0:
         return lo
-    if target >= sum(s * k for _, s, k in pools):
+    if target >= sum(pool_steps * k for _, pool_steps, k in pools):
         return hi
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        if sum(s * accepted_per_step(mid, k) for _, s, k in pools) < target:
+        if sum(pool_steps * accepted_per_step(mid, k) for _, pool_steps, k in pools) < target:
             lo = mid
         else:
             hi = mid
@@ -151,14 +153,14 @@ class _Regression:
     def __init__(self) -> None:
         self.w = self.wx = self.wy = self.wxx = self.wxy = self.wyy = self.w2 = 0.0
 
-    def scale(self, f: float) -> None:
-        self.w *= f
-        self.wx *= f
-        self.wy *= f
-        self.wxx *= f
-        self.wxy *= f
-        self.wyy *= f
-        self.w2 *= f * f
+    def scale(self, factor: float) -> None:
+        self.w *= factor
+        self.wx *= factor
+        self.wy *= factor
+        self.wxx *= factor
+        self.wxy *= factor
+        self.wyy *= factor
+        self.w2 *= factor * factor
 
     def add(self, x: float, y: float) -> None:
         self.w += 1.0
@@ -169,20 +171,20 @@ class _Regression:
         self.wyy += y * y
         self.w2 += 1.0
 
-    def without(self, x: float, y: float, f: float) -> _Regression | None:
-        """The line as it was before ``scale(f); add(x, y)``; None if nothing was left."""
-        if f <= 0.0 or self.w - 1.0 <= 1e-9:
+    def without(self, x: float, y: float, factor: float) -> _Regression | None:
+        """The line as it was before ``scale(factor); add(x, y)``; None if nothing was left."""
+        if factor <= 0.0 or self.w - 1.0 <= 1e-9:
             return None
-        r = copy.copy(self)
-        r.w -= 1.0
-        r.wx -= x
-        r.wy -= y
-        r.wxx -= x * x
-        r.wxy -= x * y
-        r.wyy -= y * y
-        r.w2 -= 1.0
-        r.scale(1.0 / f)
-        return r
+        line = copy.copy(self)
+        line.w -= 1.0
+        line.wx -= x
+        line.wy -= y
+        line.wxx -= x * x
+        line.wxy -= x * y
+        line.wyy -= y * y
+        line.w2 -= 1.0
+        line.scale(1.0 / factor)
+        return line
 
     @property
     def n_eff(self) -> float:
@@ -211,50 +213,60 @@ class _Regression:
         if self.w <= 1e-9:
             return None
         xb, yb = self.wx / self.w, self.wy / self.w
-        sxx = max(self.wxx - self.w * xb * xb, 0.0)
-        syy = max(self.wyy - self.w * yb * yb, 0.0)
-        sxy = self.wxy - self.w * xb * yb
-        floor = (noise_floor * yb) ** 2
-        if rel_sd is not None:
-            sigma2 = max((rel_sd * yb) ** 2, floor)
-        elif sxx > 1e-9 * self.w and self.n_eff > 2.0:
-            n = self.n_eff
-            sigma2 = max(max(syy - sxy * sxy / sxx, 0.0) / self.w * (n / (n - 2.0)), floor)
-        else:
-            sigma2 = max(syy / self.w, floor)
+        sxx = max(self.wxx - self.w * xb * xb, 0.0)  # centred sums of squares and products
+        sigma2 = self._noise_variance(xb, yb, sxx, noise_floor, rel_sd)
         tiny = 1e-9 * max(yb, 1e-9)
         sigma2 = max(sigma2, tiny * tiny)
+        # Gaussian priors, as (mean, precision): d always, v only when given
         if d_prior is not None and d_prior > 0:
-            d0 = d_prior
+            d_mean = d_prior
         else:
-            d0 = max(prior_ratio * yb / (1.0 + prior_ratio * xb), tiny)
-        pd = 1.0 / (PRIOR_SD * d0) ** 2
+            d_mean = max(prior_ratio * yb / (1.0 + prior_ratio * xb), tiny)
+        d_precision = 1.0 / (PRIOR_SD * d_mean) ** 2
         if v_prior is not None and v_prior > 0:
-            v0, pv = v_prior, v_weight / (V_PRIOR_SD * v_prior) ** 2
+            v_mean, v_precision = v_prior, v_weight / (V_PRIOR_SD * v_prior) ** 2
         else:
-            v0, pv = 0.0, 0.0
-        a11 = self.w / sigma2 + pv
+            v_mean, v_precision = 0.0, 0.0
+        # the posterior's normal equations [a11 a12; a12 a22]·(v, d) = (b1, b2)
+        a11 = self.w / sigma2 + v_precision
         a12 = self.wx / sigma2
-        a22 = self.wxx / sigma2 + pd
-        b1 = self.wy / sigma2 + v0 * pv
-        b2 = self.wxy / sigma2 + d0 * pd
+        a22 = self.wxx / sigma2 + d_precision
+        b1 = self.wy / sigma2 + v_mean * v_precision
+        b2 = self.wxy / sigma2 + d_mean * d_precision
         det = a11 * a22 - a12 * a12
         if det <= 0:
             return None
-        v = (b1 * a22 - b2 * a12) / det
-        d = (a11 * b2 - a12 * b1) / det
-        if d < 0.0:  # a drafted token cannot save time: refit v with d = 0
-            d, v = 0.0, b1 / a11
-        v = max(v, tiny)
+        verify_ms = (b1 * a22 - b2 * a12) / det
+        draft_ms = (a11 * b2 - a12 * b1) / det
+        if draft_ms < 0.0:  # a drafted token cannot save time: refit v with d = 0
+            draft_ms, verify_ms = 0.0, b1 / a11
+        verify_ms = max(verify_ms, tiny)
         return {
             "xb": xb,
             "yb": yb,
-            "v": v,
-            "d": d,
+            "v": verify_ms,
+            "d": draft_ms,
             "se_d": (a11 / det) ** 0.5,
             "sigma": sigma2**0.5,
-            "identified": float(sxx / sigma2 > pd),
+            "identified": float(sxx / sigma2 > d_precision),
         }
+
+    def _noise_variance(
+        self, xb: float, yb: float, sxx: float, noise_floor: float, rel_sd: float | None
+    ) -> float:
+        """σ² of one request's step time: (``rel_sd``·ȳ)² when the caller has a robust
+        scale, else the residual variance of the least-squares line (the plain variance
+        when x does not spread); at least (noise_floor·ȳ)²."""
+        floor = (noise_floor * yb) ** 2
+        if rel_sd is not None:
+            return max((rel_sd * yb) ** 2, floor)
+        syy = max(self.wyy - self.w * yb * yb, 0.0)
+        sxy = self.wxy - self.w * xb * yb
+        if sxx > 1e-9 * self.w and self.n_eff > 2.0:
+            n_eff = self.n_eff
+            residual_ss = max(syy - sxy * sxy / sxx, 0.0)
+            return max(residual_ss / self.w * (n_eff / (n_eff - 2.0)), floor)
+        return max(syy / self.w, floor)
 
 
 @dataclass
@@ -277,38 +289,40 @@ class CostRegime:
         ss = self.rel_ss + NOISE_PRIOR_WEIGHT * NOISE_PRIOR**2
         return max((ss / (self.rel_w + NOISE_PRIOR_WEIGHT)) ** 0.5, floor)
 
-    def fit(self, s: ModelControllerSettings) -> dict[str, float] | None:
+    def fit(self, settings: ModelControllerSettings) -> dict[str, float] | None:
         """v, d (ms), the slope's standard error and the fit's centre; None without data."""
-        return self._fit(self.line, s)
+        return self._fit(self.line, settings)
 
-    def _fit(self, line: _Regression, s: ModelControllerSettings) -> dict[str, float] | None:
+    def _fit(self, line: _Regression, settings: ModelControllerSettings) -> dict[str, float] | None:
         return line.fit(
-            s.noise_floor,
-            s.prior_cost_ratio,
-            self.rel_sd(s.noise_floor),
+            settings.noise_floor,
+            settings.prior_cost_ratio,
+            self.rel_sd(settings.noise_floor),
             self.v_prior,
             self.d_prior,
             max(self.prior_w, V_PRIOR_FLOOR),
         )
 
-    def fit_without_last(self, s: ModelControllerSettings) -> dict[str, float] | None:
+    def fit_without_last(self, settings: ModelControllerSettings) -> dict[str, float] | None:
         """The fit as it was before the last request; None if that left no data."""
         if self.last is None:
             return None
         line = self.line.without(*self.last)
-        return None if line is None else self._fit(line, s)
+        return None if line is None else self._fit(line, settings)
 
-    def log_density(self, x: float, y: float, s: ModelControllerSettings) -> float | None:
+    def log_density(self, x: float, y: float, settings: ModelControllerSettings) -> float | None:
         """Log-likelihood of a step time y at drafted tokens per step x under this regime:
         normal around the line, its sd the noise (rel_sd × prediction) and the slope's
         uncertainty at that distance from the data's centre (a regime seen only at k 8
         knows little of k 1); z capped at Z_CAP."""
-        fit = self.fit(s)
+        fit = self.fit(settings)
         if fit is None:
             return None
-        pred = max(fit["v"] + fit["d"] * x, 1e-9)
-        sd = math.hypot(self.rel_sd(s.noise_floor) * pred, fit["se_d"] * (x - fit["xb"]))
-        z = min(abs(y - pred) / sd, Z_CAP)
+        predicted = max(fit["v"] + fit["d"] * x, 1e-9)
+        sd = math.hypot(
+            self.rel_sd(settings.noise_floor) * predicted, fit["se_d"] * (x - fit["xb"])
+        )
+        z = min(abs(y - predicted) / sd, Z_CAP)
         return -math.log(sd) - 0.5 * z * z
 
 
@@ -346,7 +360,7 @@ class ShiftScreen:
             self.held, self.side = [], side
         self.held.append((sample, sample if clipped is None else clipped))
         if len(self.held) >= self.runs:
-            after = [x for x, _ in self.held]
+            after = [held for held, _ in self.held]
             self.held, self.side = [], 0
             return before, True, after
         return before, False, []
@@ -371,6 +385,27 @@ class LevelCusum:
             return False
         self.up = self.down = 0.0
         return True
+
+
+@dataclass
+class _Plan:
+    """What one decision rests on: α, the cost of a verify step and of a drafted token (ms,
+    with the latter's standard error), the best k with its predicted tokens per ms and the
+    current k's, the reason's head and the values reported with the decision."""
+
+    alpha: float
+    verify_ms: float
+    draft_ms: float
+    draft_se_ms: float
+    k_star: int
+    best_rate: float
+    current_rate: float
+    head: str
+    values: dict[str, float | None]
+
+    def worth_moving(self, k: int, min_gain: float) -> bool:
+        """The best k is another and gains at least `min_gain` over `k`."""
+        return self.k_star != k and self.best_rate >= self.current_rate * (1.0 + min_gain)
 
 
 class ModelController:
@@ -410,7 +445,7 @@ class ModelController:
     # --- estimates -------------------------------------------------------------------
     def alpha(self) -> float | None:
         # decide() and observe() both ask between two changes of the pools: solve once
-        key = tuple((a, s, d) for a, s, d in self.pools.values())
+        key = tuple(tuple(pool) for pool in self.pools.values())
         if self._alpha_memo is not None and self._alpha_memo[0] == key:
             return self._alpha_memo[1]
         value = self._solve_alpha()
@@ -418,7 +453,11 @@ class ModelController:
         return value
 
     def _solve_alpha(self) -> float | None:
-        pools = [(a, s, d / s) for a, s, d in self.pools.values() if s > 1e-9]
+        pools = [
+            (accepted, drafting, drafted / drafting)
+            for accepted, drafting, drafted in self.pools.values()
+            if drafting > 1e-9
+        ]
         if self.s.prior_steps > 0:
             k0 = float(self._clamp(self.s.initial_k))
             pools.append(
@@ -442,111 +481,167 @@ class ModelController:
 
     # --- decide ----------------------------------------------------------------------
     def decide(self) -> Decision:
-        s, k = self.s, self.k
+        """The next k, in named steps: the estimates (`_plan`); the verdict on the last
+        probe (`_judge_probe`); a move to a better k, unless it rests on the last request
+        alone (`_move_or_hold`); after a level shift, a probe towards an earlier regime's
+        best k (`_probe_after_level_shift`); else a probe where the slope's uncertainty is
+        worth one (`_probe_where_unsure`), or the plain verdict (`_move`)."""
         held_before, self._held = self._held, False  # a move is held back once, not twice
-        level, self._level_probe = self._level_probe, False
+        level_shift, self._level_probe = self._level_probe, False
         alpha, fit = self.alpha(), self.costs()
         values: dict[str, float | None] = {"alpha": alpha, "requests": float(self.requests)}
         note = f"{self._note}; " if self._note else ""
         self._note = ""
         if alpha is None or fit is None:
             why = "no draft counters yet" if alpha is None else "no timings yet"
-            return Decision(k=k, reason=f"{note}{why} → keep k {k}", values=values)
-        v, d, se = fit["v"], fit["d"], fit["se_d"]
-        values.update(v_ms=v, d_ms=d, d_se_ms=se)
-        k_star, best_val = best_k(alpha, v, d, s.k_min, s.k_max)
-        cur_val = rate(alpha, v, d, k)
-        values.update(k_star=float(k_star), predicted_gain=best_val / cur_val - 1.0)
-        head = f"α {alpha:.2f}, v {v:.2f} ms, d {d:.3f}±{se:.3f} ms"
+            return Decision(k=self.k, reason=f"{note}{why} → keep k {self.k}", values=values)
+        plan = self._plan(alpha, fit, note, values)
+        self.since_probe += 1
+        self._judge_probe(plan.k_star)
+        if plan.worth_moving(self.k, self.s.min_gain):
+            return self._move_or_hold(plan, held_before)
+        # (with nothing else remembered, the usual probe below: the shift already allowed one)
+        if level_shift and (target := self._earlier_k(alpha)) is not None:
+            return self._probe_after_level_shift(plan, target)
+        return self._probe_where_unsure(plan, fit)
+
+    def _plan(
+        self, alpha: float, fit: dict[str, float], note: str, values: dict[str, float | None]
+    ) -> _Plan:
+        """The best k under the current estimates, and the rate of the current k."""
+        verify_ms, draft_ms, draft_se_ms = fit["v"], fit["d"], fit["se_d"]
+        values.update(v_ms=verify_ms, d_ms=draft_ms, d_se_ms=draft_se_ms)
+        k_star, best_rate = best_k(alpha, verify_ms, draft_ms, self.s.k_min, self.s.k_max)
+        current_rate = rate(alpha, verify_ms, draft_ms, self.k)
+        values.update(k_star=float(k_star), predicted_gain=best_rate / current_rate - 1.0)
+        head = f"{note}α {alpha:.2f}, v {verify_ms:.2f} ms, d {draft_ms:.3f}±{draft_se_ms:.3f} ms"
         if not fit["identified"]:
             head += " (mostly prior)"
-        self.since_probe += 1
-        if self._probe_ks is not None:
-            # the step after a probe: did it make another k the best (neither the k it left
-            # nor the one thought best then)? If not, wait twice as long before the next one:
-            # on a steady server probes thin out exponentially
-            moved = k_star not in self._probe_ks
-            if moved:
-                self.gap, self._other_side = s.probe_gap, 0
-            elif self._two_sided and not self._other_side:
-                # both sides were in doubt and one is answered: the other next, same gap
-                self._other_side = 1 if self._probe_ks[0] > k else -1
-            else:
-                self.gap, self._other_side = min(self.gap * 2, 256), 0
-            self._probe_ks = None
-        if k_star != k and best_val >= cur_val * (1.0 + s.min_gain):
-            k_loo = None if held_before else self._without_last(alpha, k_star)
-            if k_loo is not None:
-                values["k_without_last"] = float(k_loo)
-                return Decision(
-                    k=k,
-                    reason=(
-                        f"{note}{head}: best k {k_star}, but without the last request "
-                        f"best k {k_loo} → keep k {k} for one more request"
-                    ),
-                    values=values,
-                )
-            return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
-        # (with nothing else remembered, the usual probe below: the shift already allowed one)
-        if level and (target := self._earlier_k(alpha)) is not None:
-            new, _ = self._probe_target(target, alpha, v, d, math.inf)
-            why = f"the level moved, the slope may have too (an earlier regime's best k {target})"
-            return self._send_probe(new, k_star, f"{note}{head}: {why}", values, False)
-        # the choice with d at either end of its uncertainty band (the line kept through the
-        # data's centre), and what staying at k would lose if that end were the truth
-        z = s.probe_z
-        xb, yb = fit["xb"], fit["yb"]
-        ends: list[tuple[float, int]] = []  # (regret, best k) at d − z·se and d + z·se
-        for dd in (max(d - z * se, 0.0), d + z * se):
-            vv = max(yb - dd * xb, 1e-9)
-            kk, val = best_k(alpha, vv, dd, s.k_min, s.k_max)
-            ends.append((val / rate(alpha, vv, dd, k) - 1.0, kk))
+        return _Plan(
+            alpha=alpha,
+            verify_ms=verify_ms,
+            draft_ms=draft_ms,
+            draft_se_ms=draft_se_ms,
+            k_star=k_star,
+            best_rate=best_rate,
+            current_rate=current_rate,
+            head=head,
+            values=values,
+        )
+
+    def _judge_probe(self, k_star: int) -> None:
+        """The step after a probe: did it make another k the best (neither the k it left nor
+        the one thought best then)? If not, wait twice as long before the next one: on a
+        steady server probes thin out exponentially. Nothing to judge without a probe."""
+        if self._probe_ks is None:
+            return
+        left_k, _ = self._probe_ks
+        if k_star not in self._probe_ks:
+            self.gap, self._other_side = self.s.probe_gap, 0
+        elif self._two_sided and not self._other_side:
+            # both sides were in doubt and one is answered: the other next, same gap
+            self._other_side = 1 if left_k > self.k else -1
+        else:
+            self.gap, self._other_side = min(self.gap * 2, 256), 0
+        self._probe_ks = None
+
+    def _move_or_hold(self, plan: _Plan, held_before: bool) -> Decision:
+        """The hold rule: a jump that rests on the last request alone waits for one more
+        request (once); any other move worth `min_gain` is made."""
+        k_without_last = None if held_before else self._without_last(plan.alpha, plan.k_star)
+        if k_without_last is None:
+            return self._move(plan)
+        plan.values["k_without_last"] = float(k_without_last)
+        return Decision(
+            k=self.k,
+            reason=(
+                f"{plan.head}: best k {plan.k_star}, but without the last request "
+                f"best k {k_without_last} → keep k {self.k} for one more request"
+            ),
+            values=plan.values,
+        )
+
+    def _probe_after_level_shift(self, plan: _Plan, target: int) -> Decision:
+        """A level shift at one k says little about the slope: probe towards `target`, an
+        earlier cost regime's best k, whatever the probe costs."""
+        new_k, _ = self._probe_target(target, plan.alpha, plan.verify_ms, plan.draft_ms, math.inf)
+        why = f"the level moved, the slope may have too (an earlier regime's best k {target})"
+        return self._send_probe(new_k, plan.k_star, f"{plan.head}: {why}", plan.values, False)
+
+    def _probe_where_unsure(self, plan: _Plan, fit: dict[str, float]) -> Decision:
+        """Probe towards the answer worth most (`_probe_questions`) when the gap since the
+        last probe allows one and the probe can pay for itself; else `_move`."""
+        k_lo, k_hi, asks = self._probe_questions(plan, fit)
+        if not (self.s.probe_z > 0 and self.since_probe > self.gap and asks):
+            return self._move(plan)
+        value, target, stake = max(asks)
+        budget = value * self.gap
+        new_k, cost = self._probe_target(target, plan.alpha, plan.verify_ms, plan.draft_ms, budget)
+        plan.values.update(probe_value=value, probe_budget=budget, probe_cost=cost)
+        if new_k is None:
+            # under CPU load a larger k can cost a good part of a request: the probe would
+            # lose more than staying could, even for every request until the next probe
+            return self._move(
+                plan,
+                f"; {stake}, but a probe costs {cost * 100:.0f}% of a request "
+                f"> {self.gap} requests × {value * 100:.2f}% expected: no probe",
+            )
+        # the first of a pair (the second, to the other side, earns no further turn)
+        pair = k_lo < self.k < k_hi and target in (k_lo, k_hi) and not self._other_side
+        self._other_side = 0
+        return self._send_probe(new_k, plan.k_star, f"{plan.head}: {stake}", plan.values, pair)
+
+    def _probe_questions(
+        self, plan: _Plan, fit: dict[str, float]
+    ) -> tuple[int, int, list[tuple[float, int, str]]]:
+        """The questions a probe could answer, as (expected gain per request, the k to probe
+        towards, why): where the slope really is (the end of its uncertainty band with more
+        at stake, `_slope_ends`, or the side not asked yet after a probe to the other) and
+        whether the server is back in an earlier cost regime (`_earlier_bet`); with the
+        band's best ks, k_lo (dear drafting) and k_hi (cheap drafting)."""
+        k = self.k
+        ends = self._slope_ends(plan, fit)
         (_, k_hi), (_, k_lo) = ends
-        two_sided = k_lo < k < k_hi
-        if two_sided and self._other_side:
+        if k_lo < k < k_hi and self._other_side:
             regret, target = ends[0] if self._other_side > 0 else ends[1]
         else:
             regret, target = max(ends)
-        values.update(k_lo=float(k_lo), k_hi=float(k_hi), regret=regret)
-        # the questions a probe could answer: where the slope really is, and whether the
-        # server is back in its earlier cost regime (load stopped); the one worth more
-        asks: list[tuple[float, int, str]] = []  # (expected gain per request, target, why)
-        if regret > s.min_gain and target != k:
-            stake = f"best k {k_lo}..{k_hi} within ±{z:g} se, {regret * 100:.1f}% at stake"
-            asks.append((self._evpi(alpha, fit), target, stake))
-        bet = self._earlier_bet(alpha)
-        if bet is not None and bet[0] > s.min_gain * 0.1 and bet[1] != k:
+        plan.values.update(k_lo=float(k_lo), k_hi=float(k_hi), regret=regret)
+        asks: list[tuple[float, int, str]] = []
+        if regret > self.s.min_gain and target != k:
+            stake = (
+                f"best k {k_lo}..{k_hi} within ±{self.s.probe_z:g} se, {regret * 100:.1f}% at stake"
+            )
+            asks.append((self._evpi(plan.alpha, fit), target, stake))
+        bet = self._earlier_bet(plan.alpha)
+        if bet is not None and bet[0] > self.s.min_gain * 0.1 and bet[1] != k:
             asks.append(bet)
-        if z > 0 and self.since_probe > self.gap and asks:
-            value, target, stake = max(asks)
-            budget = value * self.gap
-            new, cost = self._probe_target(target, alpha, v, d, budget)
-            values.update(probe_value=value, probe_budget=budget, probe_cost=cost)
-            if new is None:
-                # under CPU load a larger k can cost a good part of a request: the probe would
-                # lose more than staying could, even for every request until the next probe
-                head += (
-                    f"; {stake}, but a probe costs {cost * 100:.0f}% of a request "
-                    f"> {self.gap} requests × {value * 100:.2f}% expected: no probe"
-                )
-                return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
-            # the first of a pair (the second, to the other side, earns no further turn)
-            pair = two_sided and target in (k_lo, k_hi) and not self._other_side
-            self._other_side = 0
-            return self._send_probe(new, k_star, f"{note}{head}: {stake}", values, pair)
-        return self._move(k_star, best_val, cur_val, f"{note}{head}", values)
+        return k_lo, k_hi, asks
+
+    def _slope_ends(self, plan: _Plan, fit: dict[str, float]) -> list[tuple[float, int]]:
+        """The choice with the drafted token's cost at either end of its uncertainty band,
+        d̂ ∓ probe_z·se (the line kept through the data's centre), and what staying at k
+        would lose if that end were the truth: [(regret, best k) at d − z·se, at d + z·se]."""
+        spread = self.s.probe_z * plan.draft_se_ms
+        x_mean, y_mean = fit["xb"], fit["yb"]
+        ends: list[tuple[float, int]] = []
+        for draft_ms in (max(plan.draft_ms - spread, 0.0), plan.draft_ms + spread):
+            verify_ms = max(y_mean - draft_ms * x_mean, 1e-9)
+            k_end, end_rate = best_k(plan.alpha, verify_ms, draft_ms, self.s.k_min, self.s.k_max)
+            ends.append((end_rate / rate(plan.alpha, verify_ms, draft_ms, self.k) - 1.0, k_end))
+        return ends
 
     def _send_probe(
-        self, new: int, k_star: int, why: str, values: dict[str, float | None], two_sided: bool
+        self, new_k: int, k_star: int, why: str, values: dict[str, float | None], two_sided: bool
     ) -> Decision:
-        """Probe k `new`; the next decision judges whether it moved the best k."""
+        """Probe k `new_k`; the next decision judges whether it moved the best k."""
         k = self.k
         self.since_probe = 0
         self._probe_ks = (k, k_star)
         self._two_sided = two_sided
-        self.k = new
+        self.k = new_k
         values["probe"] = 1.0
-        return Decision(k=new, reason=f"{why} → probe k {k}→{new}", values=values)
+        return Decision(k=new_k, reason=f"{why} → probe k {k}→{new_k}", values=values)
 
     def _without_last(self, alpha: float, k_star: int) -> int | None:
         """The best k without the last request, when a jump of two or more k to `k_star`
@@ -560,21 +655,21 @@ class ModelController:
         fit = self.regime.fit_without_last(self.s)
         if fit is None or not fit["identified"]:
             return None
-        k_loo, _ = best_k(alpha, fit["v"], fit["d"], self.s.k_min, self.s.k_max)
-        if abs(k_loo - k) > 1:
+        k_without_last, _ = best_k(alpha, fit["v"], fit["d"], self.s.k_min, self.s.k_max)
+        if abs(k_without_last - k) > 1:
             return None
         self._held = True
-        return k_loo
+        return k_without_last
 
     def _earlier_k(self, alpha: float) -> int | None:
         """The best k of an earlier cost regime where it is not the current k: the one with
         the most evidence of a return, the latest on a tie; None if there is none."""
-        for regime in sorted(self.earlier, key=lambda r: -r.return_llr):
+        for regime in sorted(self.earlier, key=lambda regime: -regime.return_llr):
             fit = regime.fit(self.s)
             if fit is not None:
-                kk, _ = best_k(alpha, fit["v"], fit["d"], self.s.k_min, self.s.k_max)
-                if kk != self.k:
-                    return kk
+                k_there, _ = best_k(alpha, fit["v"], fit["d"], self.s.k_min, self.s.k_max)
+                if k_there != self.k:
+                    return k_there
         return None
 
     def _earlier_bet(self, alpha: float) -> tuple[float, int, str] | None:
@@ -587,16 +682,19 @@ class ModelController:
             fit = regime.fit(self.s) if regime.return_llr > 0.0 else None
             if fit is None:
                 continue
-            ev, ed = fit["v"], fit["d"]
-            kk, val = best_k(alpha, ev, ed, self.s.k_min, self.s.k_max)
-            p = 1.0 / (1.0 + math.exp(RETURN_EVIDENCE - regime.return_llr))
-            gain = val / rate(alpha, ev, ed, self.k) - 1.0
-            why = f"earlier cost regime p {p * 100:.0f}%, its best k {kk} (+{gain * 100:.0f}%)"
-            bets.append((p * gain, kk, why))
+            verify_ms, draft_ms = fit["v"], fit["d"]
+            k_there, rate_there = best_k(alpha, verify_ms, draft_ms, self.s.k_min, self.s.k_max)
+            p_back = 1.0 / (1.0 + math.exp(RETURN_EVIDENCE - regime.return_llr))
+            gain = rate_there / rate(alpha, verify_ms, draft_ms, self.k) - 1.0
+            why = (
+                f"earlier cost regime p {p_back * 100:.0f}%, "
+                f"its best k {k_there} (+{gain * 100:.0f}%)"
+            )
+            bets.append((p_back * gain, k_there, why))
         return max(bets) if bets else None
 
     def _probe_target(
-        self, target: int, alpha: float, v: float, d: float, budget: float
+        self, target: int, alpha: float, verify_ms: float, draft_ms: float, budget: float
     ) -> tuple[int | None, float]:
         """The k to probe on the way to `target`, and its predicted cost (the share of one
         request's throughput it loses under the current estimates).
@@ -606,14 +704,14 @@ class ModelController:
         `_earlier_bet`) for each request until the next probe may be sent. None when even a
         step of one costs more than that."""
         k = self.k
-        cur = rate(alpha, v, d, k)
-        far = max(1, min(MAX_PROBE_STEP, math.ceil(abs(target - k) / 2)))
+        current_rate = rate(alpha, verify_ms, draft_ms, k)
+        farthest = max(1, min(MAX_PROBE_STEP, math.ceil(abs(target - k) / 2)))
         cost = 0.0
-        for step in range(far, 0, -1):
-            new = self._clamp(k + (step if target > k else -step))
-            cost = 1.0 - rate(alpha, v, d, new) / cur
+        for step in range(farthest, 0, -1):
+            new_k = self._clamp(k + (step if target > k else -step))
+            cost = 1.0 - rate(alpha, verify_ms, draft_ms, new_k) / current_rate
             if cost <= budget:
-                return new, cost
+                return new_k, cost
         return None, cost
 
     def _evpi(self, alpha: float, fit: dict[str, float]) -> float:
@@ -621,40 +719,39 @@ class ModelController:
         posterior N(d̂, se²) (Gauss-Hermite nodes, the line kept through the data's centre),
         of how much better the best k for that d does than the current k. Small when the
         slope is known or when every plausible d keeps the current k best."""
-        k, d, se, xb, yb = self.k, fit["d"], fit["se_d"], fit["xb"], fit["yb"]
+        k, draft_ms, draft_se_ms = self.k, fit["d"], fit["se_d"]
+        x_mean, y_mean = fit["xb"], fit["yb"]
         total = 0.0
         for node, weight in _GH:
-            dd = max(d + node * se, 0.0)
-            vv = max(yb - dd * xb, 1e-9)
-            _, val = best_k(alpha, vv, dd, self.s.k_min, self.s.k_max)
-            total += weight * max(val / rate(alpha, vv, dd, k) - 1.0, 0.0)
+            node_draft_ms = max(draft_ms + node * draft_se_ms, 0.0)
+            node_verify_ms = max(y_mean - node_draft_ms * x_mean, 1e-9)
+            _, best_rate = best_k(alpha, node_verify_ms, node_draft_ms, self.s.k_min, self.s.k_max)
+            gain = best_rate / rate(alpha, node_verify_ms, node_draft_ms, k) - 1.0
+            total += weight * max(gain, 0.0)
         return total
 
-    def _move(
-        self,
-        k_star: int,
-        best_val: float,
-        cur_val: float,
-        head: str,
-        values: dict[str, float | None],
-    ) -> Decision:
-        k = self.k
-        if k_star != k and best_val >= cur_val * (1.0 + self.s.min_gain):
+    def _move(self, plan: _Plan, why_not_probe: str = "") -> Decision:
+        """Move to the best k when it gains at least `min_gain` over the current one, else
+        keep k; the reason says which (after `why_not_probe`, when a probe was declined)."""
+        k, k_star = self.k, plan.k_star
+        head = plan.head + why_not_probe
+        gain_pct = (plan.best_rate / plan.current_rate - 1) * 100
+        if plan.worth_moving(k, self.s.min_gain):
             self.k = k_star
-            why = (
-                f"{head}: best k {k_star} (+{(best_val / cur_val - 1) * 100:.1f}%) → k {k}→{k_star}"
-            )
+            why = f"{head}: best k {k_star} (+{gain_pct:.1f}%) → k {k}→{k_star}"
         elif k_star != k:
             why = (
-                f"{head}: best k {k_star} gains {(best_val / cur_val - 1) * 100:.1f}% "
+                f"{head}: best k {k_star} gains {gain_pct:.1f}% "
                 f"< {self.s.min_gain * 100:g}% → keep k {k}"
             )
         else:
             why = f"{head}: best k {k} → keep k {k}"
-        return Decision(k=self.k, reason=why, values=values)
+        return Decision(k=self.k, reason=why, values=plan.values)
 
     # --- observe ---------------------------------------------------------------------
     def observe(self, obs: Observation) -> None:
+        """Learn from one reply: its accepted count updates α (`_observe_acceptance`), its
+        step time the cost line (`_observe_cost`), each through its shift screen."""
         if not obs.success:
             self._note = "last step failed"
             return
@@ -666,63 +763,90 @@ class ModelController:
         drafted, accepted = int(obs.draft_n or 0), int(obs.draft_n_accepted or 0)
         self.requests += 1
         if drafting > 0:
-            k_eff = drafted / drafting
-            alpha = self.alpha()
-            z, clipped = None, None
-            sample = (obs.k, float(accepted), drafting, drafted)
-            if alpha is not None and self.pools:
-                mean = drafting * accepted_per_step(alpha, k_eff)
-                sd = (drafting * max(accepted_variance(alpha, max(1, round(k_eff))), 0.05)) ** 0.5
-                z = (accepted - mean) / sd
-                lim = self.s.change_z * sd
-                clipped = (obs.k, max(mean - lim, min(mean + lim, accepted)), drafting, drafted)
-            self._apply(
-                self._acc_screen.push(z, sample, clipped), self._add_acceptance, "acceptance"
-            )
-        ms, timing = _step_time(obs)
-        if ms is None:
+            self._observe_acceptance(obs.k, accepted, drafting, drafted)
+        generation_ms, timing = _step_time(obs)
+        if generation_ms is None:
             return
+        self._observe_cost(generation_ms / total, drafted / total, timing)
+
+    def _observe_acceptance(self, k: int, accepted: int, drafting: int, drafted: int) -> None:
+        """One reply's accepted count, judged against what α predicts for its drafting steps
+        (the acceptance shift screen holds a surprising one back; clipped if refuted)."""
+        k_eff = drafted / drafting
+        alpha = self.alpha()
+        z_score, clipped = None, None
+        sample = (k, float(accepted), drafting, drafted)
+        if alpha is not None and self.pools:
+            mean = drafting * accepted_per_step(alpha, k_eff)
+            sd = (drafting * max(accepted_variance(alpha, max(1, round(k_eff))), 0.05)) ** 0.5
+            z_score = (accepted - mean) / sd
+            limit = self.s.change_z * sd
+            clipped = (k, max(mean - limit, min(mean + limit, accepted)), drafting, drafted)
+        self._apply(
+            self._acc_screen.push(z_score, sample, clipped), self._add_acceptance, "acceptance"
+        )
+
+    def _observe_cost(self, step_ms: float, drafted_per_step: float, timing: str) -> None:
+        """One reply's time per verify step at its drafted tokens per step: maybe a return
+        to an earlier regime, maybe a level shift (`LevelCusum`), else through the cost
+        shift screen into the line."""
         if self.timing and timing != self.timing:  # the server stopped or started timing
             self.regime, self.earlier = CostRegime(), []
             self._fresh_cost_tests()
         self.timing = timing
-        x, y = drafted / total, ms / total
-        self._maybe_return(x, y)
-        fit = self.costs()
-        z, clipped = None, None
-        sample: tuple[float, float, float] = (x, y, math.nan)
-        if fit is not None:
-            pred = max(fit["v"] + fit["d"] * x, 1e-9)
-            rel = (y - pred) / pred
-            sample = (x, y, rel)
-            # a fit that rests on the prior slope cannot judge a request at another k
-            known = fit["identified"] or abs(x - fit["xb"]) < 0.5
-            if self.regime.rel_w >= 3.0 and known:
-                scale = self.rel_sd()
-                z = rel / scale
-                # Huber: no request moves the line by more than HUBER sds (latency spikes
-                # from other processes would drag the slope); a lasting change still gets
-                # through, HUBER sds at a time, or as a detected shift
-                lim = HUBER * scale
-                c_rel = max(-lim, min(lim, rel))
-                sample = clipped = (x, pred * (1.0 + c_rel), c_rel)
+        self._maybe_return(drafted_per_step, step_ms)
+        z_score, sample, clipped = self._cost_sample(drafted_per_step, step_ms)
         # (a request beyond change_z is the shift screen's to judge, not a level's)
-        if z is not None and abs(z) <= self.s.change_z and self._level.push(z):
+        if z_score is not None and abs(z_score) <= self.s.change_z and self._level.push(z_score):
             # a lasting shift in level at this k says little about the slope (CPU load that
             # stops can change it 20-fold): a new regime, which keeps the old slope as its
             # prior, starts with this request (its residual was the old line's, not noise of
             # the new), and the next decision looks at another k, towards an earlier regime's
             self._level_probe = True
             self._shift("cost", level=True)
-            self._add_cost((x, y, math.nan))
+            self._add_cost((drafted_per_step, step_ms, math.nan))
             return
         # the requests that confirm a cost shift are not kept: two latency spikes in a row look
         # the same, and the next request (at the same k) measures the new regime anyway
         self._apply(
-            self._cost_screen.push(z, sample, clipped), self._add_cost, "cost", keep_after=False
+            self._cost_screen.push(z_score, sample, clipped),
+            self._add_cost,
+            "cost",
+            keep_after=False,
         )
 
-    def _maybe_return(self, x: float, y: float) -> None:
+    def _cost_sample(
+        self, drafted_per_step: float, step_ms: float
+    ) -> tuple[float | None, tuple[float, float, float], tuple[float, float, float] | None]:
+        """(z-score, sample, clipped sample) of a step time against the current line. A
+        sample is (x, y, relative residual); no z-score while the regime's noise is unknown
+        or the line rests on its prior slope far from the data's k."""
+        fit = self.costs()
+        z_score: float | None = None
+        clipped: tuple[float, float, float] | None = None
+        sample: tuple[float, float, float] = (drafted_per_step, step_ms, math.nan)
+        if fit is not None:
+            predicted_ms = max(fit["v"] + fit["d"] * drafted_per_step, 1e-9)
+            residual = (step_ms - predicted_ms) / predicted_ms
+            sample = (drafted_per_step, step_ms, residual)
+            # a fit that rests on the prior slope cannot judge a request at another k
+            known = fit["identified"] or abs(drafted_per_step - fit["xb"]) < 0.5
+            if self.regime.rel_w >= 3.0 and known:
+                scale = self.rel_sd()
+                z_score = residual / scale
+                # Huber: no request moves the line by more than HUBER sds (latency spikes
+                # from other processes would drag the slope); a lasting change still gets
+                # through, HUBER sds at a time, or as a detected shift
+                limit = HUBER * scale
+                clipped_residual = max(-limit, min(limit, residual))
+                sample = clipped = (
+                    drafted_per_step,
+                    predicted_ms * (1.0 + clipped_residual),
+                    clipped_residual,
+                )
+        return z_score, sample, clipped
+
+    def _maybe_return(self, drafted_per_step: float, step_ms: float) -> None:
         """Bring back an earlier cost regime once the step times favour it over the current
         one by RETURN_EVIDENCE (a CUSUM of log-likelihood ratios per remembered regime, so a
         run of two or three clear requests suffices while scattered lucky ones do not). When
@@ -733,14 +857,14 @@ class ModelController:
         shift) must not make the controller forget the quiet server."""
         if not self.earlier or self.regime.rel_w < 3.0:  # judge by its own noise only
             return
-        now = self.regime.log_density(x, y, self.s)
+        now = self.regime.log_density(drafted_per_step, step_ms, self.s)
         if now is None:
             return
         for regime in self.earlier:
-            back = regime.log_density(x, y, self.s)
+            back = regime.log_density(drafted_per_step, step_ms, self.s)
             if back is not None:
                 regime.return_llr = max(0.0, regime.return_llr + back - now)
-        found = max(self.earlier, key=lambda r: r.return_llr)
+        found = max(self.earlier, key=lambda regime: regime.return_llr)
         if found.return_llr < RETURN_EVIDENCE:
             return
         self.earlier.remove(found)
@@ -761,8 +885,8 @@ class ModelController:
         """Keep `regime` as the latest earlier one; every remembered regime's evidence starts
         again (it was gathered against the regime being left)."""
         self.earlier = [regime, *self.earlier][:MAX_EARLIER]
-        for r in self.earlier:
-            r.return_llr = 0.0
+        for remembered in self.earlier:
+            remembered.return_llr = 0.0
 
     def _apply(
         self, pushed: tuple[list, bool, list], add, what: str, keep_after: bool = True
@@ -778,30 +902,30 @@ class ModelController:
 
     def _add_acceptance(self, sample: tuple[int, int, int, int]) -> None:
         k, accepted, drafting, drafted = sample
-        g = self.s.discount
+        discount = self.s.discount
         for pool in self.pools.values():
-            pool[0] *= g
-            pool[1] *= g
-            pool[2] *= g
+            pool[0] *= discount
+            pool[1] *= discount
+            pool[2] *= discount
         pool = self.pools.setdefault(k, [0.0, 0.0, 0.0])
         pool[0] += accepted
         pool[1] += drafting
         pool[2] += drafted
 
     def _add_cost(self, sample: tuple[float, float, float]) -> None:
-        x, y, rel = sample
-        g, r = self.s.discount, self.regime
-        r.line.scale(g)
-        r.line.add(x, y)
-        r.prior_w *= g
-        r.last = (x, y, g)
-        if math.isfinite(rel):  # the noise scale that the next residuals are judged by,
+        drafted_per_step, step_ms, residual = sample
+        discount, regime = self.s.discount, self.regime
+        regime.line.scale(discount)
+        regime.line.add(drafted_per_step, step_ms)
+        regime.prior_w *= discount
+        regime.last = (drafted_per_step, step_ms, discount)
+        if math.isfinite(residual):  # the noise scale that the next residuals are judged by,
             # winsorised at 3 scales so that a transition's misfits do not inflate it
-            if r.rel_w >= 3.0:
+            if regime.rel_w >= 3.0:
                 cap = 3.0 * self.rel_sd()
-                rel = max(-cap, min(cap, rel))
-            r.rel_w = g * r.rel_w + 1.0
-            r.rel_ss = g * r.rel_ss + rel * rel
+                residual = max(-cap, min(cap, residual))
+            regime.rel_w = discount * regime.rel_w + 1.0
+            regime.rel_ss = discount * regime.rel_ss + residual * residual
 
     def _shift(self, what: str, level: bool = False) -> None:
         keep = self.s.change_keep

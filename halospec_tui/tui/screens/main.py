@@ -65,9 +65,9 @@ class MainScreen(Screen[None]):
         if "controller" in dirty:
             self.query_one(ControllerPane).show(s)
         if "modes" in dirty:
-            self.query_one(ModesTable).show_modes(s.finished, s.winner, s.modes_version)
+            self.query_one(ModesTable).show_modes(s.mode_rows(), s.winner, s.modes_version)
             self.query_one(ModesTable).border_title = "modes" + (
-                (" · ★ winner" if s.done else " · ★ best so far") if s.winner else ""
+                (" · ★ recommended" if s.done else " · ★ leading") if s.winner else ""
             )
         if "log" in dirty:
             entries, dropped = s.take_log()

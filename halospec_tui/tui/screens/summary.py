@@ -11,6 +11,8 @@ from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from halospec_tui.core.recommendation import mode_name
+from halospec_tui.headless import format_recommendation
 from halospec_tui.tui.messages import ReportData
 from halospec_tui.tui.plots import all_plots
 from halospec_tui.tui.widgets.charts import PlotView
@@ -35,12 +37,22 @@ def title_text(data: ReportData) -> Text:
         t.append(" · cancelled before the end", style="yellow")
     if s.get("partial"):
         t.append(" · partial export", style="yellow")
-    t.append(" · winner ", style="dim")
+    t.append(" · recommended ", style="dim")
     w = s.get("winner")
-    t.append(
-        w or "none (no mode whose draft length provably applied)",
-        style="bold green" if w else "bold yellow",
-    )
+    t.append(mode_name(w) if w else "none", style="bold green" if w else "bold yellow")
+    if w:
+        t.append(f" ({w})", style="dim")
+    return t
+
+
+def recommendation_text(summary: dict[str, Any]) -> Text:
+    """The answer: why this k, how sure, what it is tied with, how to apply it."""
+    lines = format_recommendation(summary)
+    t = Text(no_wrap=False)
+    for i, line in enumerate(lines):
+        if i:
+            t.append("\n")
+        t.append(line, style="bold" if i == 0 else "")
     return t
 
 
@@ -105,9 +117,10 @@ class SummaryScreen(Screen[None]):
         modes = list(s.get("modes") or [])
         with VerticalScroll(id="summary-body"):
             yield Static(title_text(self.data), id="summary-title")
+            yield Static(recommendation_text(s), id="summary-recommendation")
             table = ModesTable(id="summary-modes")
             table.border_title = "modes"
-            table.border_subtitle = "★ winner" if s.get("winner") else ""
+            table.border_subtitle = "★ recommended" if s.get("winner") else ""
             yield table
             notes = verdict_text(modes)
             if notes is not None:

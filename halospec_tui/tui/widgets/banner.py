@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from halospec_tui.core.recommendation import mode_name, standings_line
 from halospec_tui.tui.state import MonitorState, fmt_duration
 
 BANNER_PHASES = ("starting", "warmup", "steady", "load", "recovery", "paused", "stopping", "done")
@@ -43,8 +44,11 @@ class PhaseBanner(Static):
         if phase == "done":
             if s.error:
                 return s.error
-            w = s.winner or "none (no mode qualifies)"
-            return f"{s.steps_done} steps · winner {w} · q quits, m shows the monitor"
+            rec = s.standings or {}
+            w = mode_name(s.winner) if s.winner else "none"
+            tied = [mode_name(t) for t in rec.get("tied") or [] if t != s.winner]
+            more = f" (tied with {', '.join(tied)})" if tied else ""
+            return f"{s.steps_done} steps · recommended {w}{more} · q quits"
         if phase == "load":
             el = s.load_elapsed()
             parts = [f"load on for {fmt_duration(el)}"]
@@ -64,7 +68,21 @@ class PhaseBanner(Static):
                 f"{m.name} warmup request {min(m.warmup_i + 1, m.warmup)}/{m.warmup} (not logged)"
             )
         if phase == "recovery":
-            return f"load stopped; recovery since step {s.phase_step}"
+            return _rounds(s, f"load stopped; recovery since step {s.phase_step}")
         if phase == "steady":
-            return "no load" + (f" since step {s.phase_step}" if s.phase_step > 1 else "")
+            return _rounds(
+                s, "no load" + (f" since step {s.phase_step}" if s.phase_step > 1 else "")
+            )
         return ""
+
+
+def _rounds(s: MonitorState, text: str) -> str:
+    """With rounds: which round, and what is being decided ("k = 4 vs k = 6: 78 % sure")."""
+    if s.order not in ("interleaved", "blocks") or not s.round:
+        return text
+    planned = s.rounds_planned
+    head = f"round {s.round}" + (f"/{planned}" if planned and s.until == "steps" else "")
+    if s.until == "decided":
+        head += " (until decided)"
+    line = standings_line(s.standings) if s.standings else ""
+    return " · ".join(x for x in (head, line, text) if x)

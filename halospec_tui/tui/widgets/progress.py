@@ -15,6 +15,9 @@ class RunProgress(Static):
         if m is None:
             n = len(s.modes)
             t.append(f" mode –/{n or '–'}", style="bold")
+        elif s.order in ("interleaved", "blocks") and s.round:
+            t.append(f" round {s.round}", style="bold")
+            t.append(f" · charts: {m.name} step {m.step}")
         else:
             t.append(f" mode {m.index + 1}/{m.count} ", style="bold")
             t.append(m.name, style="bold")
