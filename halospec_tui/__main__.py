@@ -1,5 +1,3 @@
-import sys
+from halospec_tui.cli import entry
 
-from halospec_tui.cli import main
-
-sys.exit(main())
+entry()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from halospec_tui import redact
 from halospec_tui.core.evaluation.text import format_evaluation
 from halospec_tui.core.events import (
     Event,
@@ -38,7 +39,7 @@ class HeadlessPrinter:
         self._said = ""
 
     def _print(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        print(redact.scrub(line), file=self.out, flush=True)
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, RunStarted):
@@ -82,9 +83,14 @@ class HeadlessPrinter:
         elif isinstance(ev, StepResult):
             r = ev.row
             n = self._steps.get(r.mode, 0)
-            status = (
-                f"{r.latency_ms:8.1f} ms {r.tokens:4d} tok" if r.success else f"FAILED: {r.error}"
-            )
+            if r.success:
+                status = f"{r.latency_ms:8.1f} ms {r.tokens:4d} tok"
+                if r.ttft_ms is not None:
+                    status += f" ttft {r.ttft_ms:6.1f} ms"
+            elif r.interrupted:
+                status = "INTERRUPTED (stopped while its request was in flight; not counted)"
+            else:
+                status = f"FAILED: {r.error}"
             extra = ""
             if r.success and r.draft_n is not None:
                 extra = f"  acc {_f(r.acceptance, '.2f')} obs_k {_f(r.observed_k, '.2f')}"
@@ -225,6 +231,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                         for ph, p in phases.items()
                     )
                 )
+    lines += _latency_split_lines(modes)
     not_applied = [
         m["mode"] for m in modes if (m.get("draft_control") or {}).get("verdict") == "not_applied"
     ]
@@ -236,4 +243,27 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines += format_recommendation(summary)
     if summary.get("evaluation"):  # several modes with an adaptive one: compare per segment
         lines += ["", "evaluation (docs/controllers.md):", format_evaluation(summary["evaluation"])]
-    return "\n".join(lines)
+    return redact.scrub("\n".join(lines))
+
+
+def _ci(v: Any) -> str:
+    return f" [{v[0]:.1f}, {v[1]:.1f}]" if isinstance(v, list) and len(v) == 2 else ""
+
+
+def _latency_split_lines(modes: list[dict[str, Any]]) -> list[str]:
+    """TTFT and inter-token latency per mode (streamed steps only), medians with their 95 %
+    intervals (docs/results.md says how they are computed)."""
+    streamed = [m for m in modes if m.get("streamed_steps")]
+    if not streamed:
+        return []
+    out = ["streamed replies: TTFT p50 [95 % interval] / p95, inter-token latency p50 / p95, ms"]
+    for m in streamed:
+        # modes that met CPU load are not comparable with those that did not: say so
+        loaded = ((m.get("phases") or {}).get("load") or {}).get("streamed_steps") or 0
+        out.append(
+            f"   {m['mode']}: ttft {_f(m.get('ttft_p50_ms'))}{_ci(m.get('ttft_p50_ci95_ms'))} / "
+            f"{_f(m.get('ttft_p95_ms'))}, itl {_f(m.get('itl_p50_ms'), '.2f')}"
+            f"{_ci(m.get('itl_p50_ci95_ms'))} / {_f(m.get('itl_p95_ms'), '.2f')} "
+            f"({m['streamed_steps']} steps{f', {loaded} under CPU load' if loaded else ''})"
+        )
+    return out

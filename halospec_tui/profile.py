@@ -103,7 +103,17 @@ class RequestSettings:
     temperature: float = setting(0.0, lo=0, hi=10)
     top_p: float = setting(1.0, lo=0, hi=1)
     stop: list[str] = setting(["</think>"])
-    timeout_s: float = setting(60.0, lo=0.1, hi=3600)
+    timeout_s: float = setting(
+        60.0, lo=0.1, hi=3600, doc="each request's total deadline: connect, send, whole reply"
+    )
+    max_reply_bytes: int = setting(
+        4 << 20, lo=1024, hi=1 << 30, doc="a larger reply fails its step, unread (4 MiB)"
+    )
+    stream: bool = setting(
+        True,
+        doc="stream replies (SSE) for TTFT and inter-token latency, where the backend kind "
+        "streams (docs/servers.md)",
+    )
     attempts: int = setting(3, lo=1, hi=100, doc="tries per step, the first included")
     backoff_ms: float = setting(400.0, lo=0, hi=600_000, doc="first retry delay, doubling")
 

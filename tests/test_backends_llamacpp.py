@@ -129,6 +129,11 @@ def test_pool_sweep_applies_and_proves_k_on_every_step(tmp_path: Path, model: st
         assert r.draft_n is not None and r.draft_n_accepted is not None and r.observed_k is not None
         assert r.observed_k <= r.draft_length + 1e-9
         assert r.observed_k >= 0.7 * r.draft_length, (r.mode, r.draft_length, r.observed_k)
+        # streamed (the default): the counters came on the stream's last chunk, and the step
+        # has its time to first token and inter-token latency
+        assert r.ttft_ms is not None and 0 < r.ttft_ms < r.latency_ms, (r.ttft_ms, r.latency_ms)
+        assert r.itl_p50_ms is not None and r.itl_p95_ms is not None
+        assert 0 <= r.itl_p50_ms <= r.itl_p95_ms
     ad = [r.draft_length for r in rows if r.mode == "adaptive"]
     assert ad == [4, 1]  # the adaptive mode really changed k between requests
     summary = s.runner.summary

@@ -229,5 +229,10 @@ def test_signal_stops_keeps_rows_prints_summary_exits_130(tmp_path: Path, sig: i
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) >= 5
     summary = json.loads((out / "summary.json").read_text())
-    assert sum(m["steps"] for m in summary["modes"]) == len(rows)  # every row kept
+    # every row kept; a request in flight at the signal is abandoned and written as an
+    # interrupted row, counted apart from the mode's steps
+    interrupted = sum(m["interrupted"] for m in summary["modes"])
+    assert sum(m["steps"] for m in summary["modes"]) + interrupted == len(rows)
+    assert interrupted <= 1
+    assert [r["error"] for r in rows if r["success"] == "0"] == ["interrupted"] * interrupted
     assert summary["cancelled"] is True

@@ -188,3 +188,36 @@ def test_summary_types_are_plain():
 
     walk(s)
     json.dumps(s, allow_nan=False)
+
+
+def test_quantile_ci95_takes_the_binomial_order_statistics() -> None:
+    """n = 10: the textbook 95 % interval of the median is (x(2), x(9)), coverage 97.9 %."""
+    from halospec_tui.core.stats import quantile_ci95
+
+    values = [float(v) for v in range(10, 0, -1)]  # unsorted on purpose
+    assert quantile_ci95(values, 50.0) == [2.0, 9.0]
+    assert quantile_ci95(values[:5], 50.0) is None  # five values cannot give 95 %
+    # B ~ Bin(100, 0.95): P(B <= 89) = 0.0115, P(B <= 90) = 0.0282, P(B <= 98) = 0.963
+    assert quantile_ci95([float(v) for v in range(1, 101)], 95.0) == [90.0, 100.0]
+    assert quantile_ci95([], 50.0) is None
+
+
+def test_an_interrupted_step_is_counted_apart_not_as_a_failure() -> None:
+    rows = [row(1, 100.0), row(2, 120.0), row(3, 0.0, ok=0, error="interrupted")]
+    s = summarize_mode("m", rows, W)
+    assert (s["steps"], s["successes"], s["failures"], s["interrupted"]) == (2, 2, 0, 1)
+    assert s["success_rate"] == 1.0 and s["draft_changes"] == 0
+
+
+def test_ttft_and_itl_per_mode_from_the_streamed_steps() -> None:
+    rows = [
+        row(i, 100.0 + i, ttft_ms=float(10 + i), itl_p50_ms=float(i), itl_p95_ms=float(2 * i))
+        for i in range(1, 8)
+    ] + [row(8, 90.0), row(9, 0.0, ok=0, ttft_ms=None)]
+    s = summarize(rows, W)
+    assert s["streamed_steps"] == 7
+    assert (s["ttft_p50_ms"], s["ttft_p95_ms"]) == (14.0, 17.0)
+    assert (s["itl_p50_ms"], s["itl_p95_ms"]) == (4.0, 8.0)  # medians of the steps' own
+    assert s["ttft_p50_ci95_ms"] == [11.0, 17.0]
+    none = summarize([row(1, 100.0)], W)
+    assert none["streamed_steps"] == 0 and none["ttft_p50_ms"] is None

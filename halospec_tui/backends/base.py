@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -9,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from halospec_tui import redact
 from halospec_tui.prompts import Prompt
+
+INTERRUPTED = "interrupted"  # the error of a step the run's stop abandoned (results.csv)
 
 
 class BackendUnavailable(RuntimeError):
@@ -39,6 +43,16 @@ class Reply:
     draft_n: int | None = None
     draft_n_accepted: int | None = None
     raw: dict[str, Any] | None = field(default=None, repr=False)
+    # streamed replies (request.stream): time to first token and the gaps between text events
+    ttft_ms: float | None = None
+    itl_p50_ms: float | None = None
+    itl_p95_ms: float | None = None
+    interrupted: bool = False  # abandoned because the run was stopped (never the server's fault)
+
+    @classmethod
+    def stopped(cls, attempts: int) -> Reply:
+        """The reply of a request the run's stop abandoned."""
+        return cls(False, 0.0, error=INTERRUPTED, attempts=attempts, interrupted=True)
 
     @property
     def acceptance(self) -> float | None:
@@ -73,6 +87,39 @@ class Reply:
         return (self.prompt_ms or 0.0) + (self.predicted_ms or 0.0)
 
 
+def implausible(reply: Reply, max_tokens: int) -> str:
+    """Why a successful reply's counters cannot be true ("" when they can): a negative count
+    or time, more tokens than max_tokens allows (twice it, plus 16, leaves room for servers
+    that count a template's tokens), more drafts accepted than drafted. Such a reply would
+    otherwise count as a success with negative tokens/s, and could win."""
+    most = 2 * max_tokens + 16
+    counts = {
+        "usage.completion_tokens": reply.tokens,
+        "timings.predicted_n": reply.predicted_n,
+        "timings.prompt_n": reply.prompt_n,
+        "timings.draft_n": reply.draft_n,
+        "timings.draft_n_accepted": reply.draft_n_accepted,
+    }
+    for name, v in counts.items():
+        if v is None:
+            continue
+        if v < 0:
+            return f"implausible counter: {name} = {v} (expected 0 or more)"
+        if name != "timings.prompt_n" and name != "timings.draft_n" and v > most:
+            return f"implausible counter: {name} = {v} (max_tokens is {max_tokens})"
+    drafted, accepted = reply.draft_n, reply.draft_n_accepted
+    if drafted is not None and accepted is not None and accepted > drafted:
+        return f"implausible counters: timings.draft_n_accepted = {accepted} > draft_n = {drafted}"
+    for name, x in (
+        ("timings.prompt_ms", reply.prompt_ms),
+        ("timings.predicted_ms", reply.predicted_ms),
+        ("timings.predicted_per_second", reply.predicted_per_second),
+    ):
+        if x is not None and not (math.isfinite(x) and x >= 0):
+            return f"implausible timing: {name} = {x} (expected a finite value, 0 or more)"
+    return ""
+
+
 def verify_steps(predicted_n: int, accepted: int) -> int | None:
     """Verify steps from llama-server's per-reply counters (None when they make no sense)."""
     steps = predicted_n - accepted - 1
@@ -96,7 +143,9 @@ class Backend(ABC):
     * hooks (no-ops here): `set_notifier(fn)` (fn(level, text) publishes a Notice),
       `set_run_dir(path)` (where server logs go), `prepare_mode` (reload/restart channels act
       there), `metrics()` and `mode_evidence()` (channel proof for the mode just measured:
-      reloads and what the server confirmed, the servers used and their own counters).
+      reloads and what the server confirmed, the servers used and their own counters), and
+      `abort()` (any thread: stop the request in flight now, and every later one; `complete`
+      then returns `Reply.stopped`).
     """
 
     kind: str = ""  # a key of backends.registry.KINDS
@@ -138,7 +187,11 @@ class Backend(ABC):
 
     def notice(self, level: str, text: str) -> None:
         if self._notify is not None:
-            self._notify(level, text)
+            self._notify(level, redact.scrub(text))  # a server's words may carry a secret
+
+    def abort(self) -> None:  # noqa: B027 - optional hook
+        """Any thread: stop the request in flight now, and every later one (the run is
+        stopping); `complete` then returns `Reply.stopped`."""
 
     def set_run_dir(self, run_dir: str | os.PathLike[str] | None) -> None:
         """The run folder, for servers that keep their logs there."""

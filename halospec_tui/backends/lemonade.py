@@ -87,6 +87,9 @@ class LemonadeBackend(OpenAICompatBackend):
     metrics_path = "/metrics"  # Lemonade >= 10.7.0: lemonade_llamacpp_spec_decode_*
     load_path = "/api/v1/load"
     status_path = "/api/v1/health"
+    # Lemonade passes llama-server's `timings` through on non-streamed replies; whether its
+    # streamed replies keep them is not documented, and the draft counters must not be lost
+    streams = False
 
     def __init__(
         self, profile: Profile, *, url: str | None = None, draft_channel: str = "reload"

@@ -59,6 +59,9 @@ class LMStudioBackend(OpenAICompatBackend):
     chat_path = "/api/v0/chat/completions"
     health_paths = ("/api/v0/models", "/v1/models")
     server_metrics = False  # LM Studio has no /metrics: the verdict rests on per-reply stats
+    # the draft counts come in the REST reply's `stats`, documented for non-streamed replies
+    # only; streamed, the verdict could lose its only evidence
+    streams = False
 
     def request_body(self, prompt: Prompt, k: int) -> dict[str, Any]:
         body = super().request_body(prompt, k)

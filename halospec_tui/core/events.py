@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# StepRow.error of a step a stop abandoned (the backend's Reply.stopped says it first)
+from halospec_tui.backends.base import INTERRUPTED
+
 # a ControllerDecision carries the controller's Decision (defined with the controllers)
 from halospec_tui.controllers.base import Decision
 
@@ -54,11 +57,20 @@ class StepRow:
     high_thr_ms: float | None = None
     controller_reason: str = ""
     draft_channel: str = ""
-    error: str = ""
+    error: str = ""  # "interrupted": the request the run's stop abandoned (success 0)
     # the order and the conditions a step met (the recommendation's inputs)
     round: int = 0  # 1-based round of the sweep's order (core/schedule.py)
     foreign_cpu: float | None = None  # % of one core used by other processes during the step
     contaminated: str = ""  # why the step is left out of comparisons ("" = clean)
+    # streamed replies only (request.stream): time to first token, inter-token latency
+    ttft_ms: float | None = None
+    itl_p50_ms: float | None = None
+    itl_p95_ms: float | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """The step whose request was abandoned when the run was stopped."""
+        return not self.success and self.error == INTERRUPTED
 
 
 @dataclass(frozen=True)

@@ -452,8 +452,9 @@ def _reason(
 
 
 def clean_for_recommendation(row: StepRow) -> bool:
-    """Rows the recommendation compares: not contaminated, not in a scheduled load phase."""
-    return not row.contaminated and row.phase != "load"
+    """Rows the recommendation compares: not contaminated, not in a scheduled load phase,
+    not the step a stop abandoned (its request never finished: no measurement at all)."""
+    return not row.contaminated and row.phase != "load" and not row.interrupted
 
 
 def ranking_refusal(draft_control: dict[str, Any] | None, among: str) -> str:

@@ -4,6 +4,10 @@ results.csv      HaloSpec's eight columns first (same names, order, meaning), th
 responses.jsonl  per step: reply text and server timings (full reply with HALOSPEC_DEBUG_JSON=1)
 summary.json     per-mode statistics, verdicts and the winner (rewritten after every mode)
 profile.toml     the fully resolved profile (written by the session)
+
+Every text is scrubbed of secrets once more on its way to a file (redact.py; the backends
+did it first), and responses.jsonl keeps at most TEXT_CAP characters of a reply's text and
+REPLY_CAP of a debug reply, so a huge reply cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from halospec_tui import redact
 from halospec_tui.core import verdict
 from halospec_tui.core.events import Event, ModeFinished, RunFinished, StepResult, StepRow
 from halospec_tui.core.recommendation import (
@@ -41,6 +46,16 @@ HALOSPEC_COLUMNS = [
 ]
 COLUMNS = [f.name for f in dataclasses.fields(StepRow)]
 assert COLUMNS[:8] == HALOSPEC_COLUMNS
+_ERROR = COLUMNS.index("error")
+TEXT_CAP = 64 * 1024  # characters of a reply's text kept in responses.jsonl
+REPLY_CAP = 256 * 1024  # characters of a debug reply (HALOSPEC_DEBUG_JSON=1) kept
+
+
+def capped(text: str, cap: int = TEXT_CAP) -> str:
+    """`text`, or its first `cap` characters and a note saying how much was cut."""
+    if len(text) <= cap:
+        return text
+    return f"{text[:cap]}... [{len(text) - cap} more characters not kept]"
 
 
 def _cell(v: Any) -> Any:
@@ -52,9 +67,10 @@ def _cell(v: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic replace, so a reader (or a crash) never sees half a file."""
+    """Atomic replace, so a reader (or a crash) never sees half a file; secrets scrubbed."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    text = json.dumps(redact.scrub_obj(data), indent=2, allow_nan=False)
+    tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
@@ -97,7 +113,7 @@ class ResultsWriter:
             "prompt_id": row.prompt_id,
             "draft_length": row.draft_length,
             "success": bool(row.success),
-            "text": ev.text,
+            "text": redact.scrub(capped(ev.text)),
             "timings": {
                 "prompt_n": row.prompt_n,
                 "prompt_ms": row.prompt_ms,
@@ -106,14 +122,25 @@ class ResultsWriter:
                 "draft_n": row.draft_n,
                 "draft_n_accepted": row.draft_n_accepted,
             },
-            "error": row.error,
+            "error": redact.scrub(row.error),
         }
+        if row.ttft_ms is not None:
+            rec["stream"] = {
+                "ttft_ms": row.ttft_ms,
+                "itl_p50_ms": row.itl_p50_ms,
+                "itl_p95_ms": row.itl_p95_ms,
+            }
         if self.debug_json and ev.reply_json is not None:
-            rec["reply"] = ev.reply_json
+            reply = json.dumps(redact.scrub_obj(ev.reply_json), default=str)
+            rec["reply"] = (
+                json.loads(reply) if len(reply) <= REPLY_CAP else capped(reply, REPLY_CAP)
+            )
+        cells = [_cell(getattr(row, c)) for c in COLUMNS]
+        cells[_ERROR] = redact.scrub(row.error)  # the one column holding a server's words
         with self._lock:
             if self._csv_file.closed:
                 return
-            self._csv.writerow([_cell(getattr(row, c)) for c in COLUMNS])
+            self._csv.writerow(cells)
             self._csv_file.flush()
             self._jsonl.write(json.dumps(rec, default=str) + "\n")
             self._jsonl.flush()

@@ -177,9 +177,12 @@ class Runner:
         return not self._running.is_set()
 
     def cancel(self) -> None:
+        """Stop the run (any thread): the request in flight is abandoned at once (the
+        backend's abort hook shuts its connection) and recorded as an interrupted row."""
         self._cancel.set()
         self._running.set()
         self._wake.set()
+        self.backend.abort()
 
     @property
     def cancelled(self) -> bool:
@@ -527,6 +530,8 @@ class Runner:
                 self._sleep(p.run.warmup_interval_s)
             self._checkpoint()
             reply = self.backend.complete(self.prompts.prompt_for(mode, i, None), k, sequence=mode)
+            if reply.interrupted:
+                raise Cancelled
             if reply.success:
                 latencies.append(reply.latency_ms)
             self.bus.publish(
@@ -610,11 +615,12 @@ class Runner:
         self._foreign()  # a snapshot just before the request
         reply = self.backend.complete(prompt, k, sequence=mr.mode)
         foreign = self._foreign()
-        t_ctl = time.perf_counter()
-        controller.observe(Observation.of(k, reply, prompt.category))
-        self.controller_ms.setdefault(mr.mode, []).append(
-            ctl_ms + (time.perf_counter() - t_ctl) * 1000.0
-        )
+        if not reply.interrupted:  # a stop's abandoned request tells the controller nothing
+            t_ctl = time.perf_counter()
+            controller.observe(Observation.of(k, reply, prompt.category))
+            self.controller_ms.setdefault(mr.mode, []).append(
+                ctl_ms + (time.perf_counter() - t_ctl) * 1000.0
+            )
         # the phase is what held while the request ran: load that was on at any time since
         # the phase was taken (even on and off again) counts as load for this row, and what
         # follows it is recovery, not steady
@@ -647,6 +653,8 @@ class Runner:
         )
         mr.rows.append(row)
         self.bus.publish(StepResult(row=row, text=reply.text, reply_json=reply.raw))
+        if reply.interrupted:  # recorded as such (error "interrupted"); the run ends here
+            raise Cancelled
         if not reply.success:
             self.bus.publish(
                 Notice("warning", f"{mr.mode} step {step} failed: {reply.error}", mr.mode)
@@ -917,6 +925,9 @@ def step_row(
         round=round_no,
         foreign_cpu=foreign_cpu,
         contaminated=contaminated,
+        ttft_ms=reply.ttft_ms if ok else None,
+        itl_p50_ms=reply.itl_p50_ms if ok else None,
+        itl_p95_ms=reply.itl_p95_ms if ok else None,
     )
 
 

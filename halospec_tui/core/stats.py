@@ -51,9 +51,58 @@ def _num(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def quantile_ci95(values: Sequence[float], p: float) -> list[float] | None:
+    """A distribution-free 95 % interval for the p-th percentile: the order statistics
+    x(l) <= x(u) with P(l <= B < u) >= 0.95 for B ~ Binomial(n, p/100) (no resampling, the
+    same answer every time); None when n is too small for one (a median needs 6 values)."""
+    v = sorted(values)
+    n, q = len(v), p / 100.0
+    if n == 0 or not 0.0 < q < 1.0:
+        return None
+    log_q, log_1q, log_n = math.log(q), math.log1p(-q), math.lgamma(n + 1)
+    cdf, lo, hi = 0.0, None, None
+    for b in range(n + 1):  # cdf = P(B <= b)
+        log_pmf = log_n - math.lgamma(b + 1) - math.lgamma(n - b + 1)
+        cdf += math.exp(log_pmf + b * log_q + (n - b) * log_1q)
+        if cdf <= 0.025:
+            lo = b + 1  # P(B < lo) = P(B <= b) <= 2.5 %
+        elif cdf >= 0.975:
+            hi = b + 1  # P(B < hi) = P(B <= b) >= 97.5 %
+            break
+    if lo is None or hi is None or hi > n:
+        return None
+    return [float(v[lo - 1]), float(v[hi - 1])]
+
+
+def _latency_split(rows: Sequence[StepRow]) -> dict[str, Any]:
+    """TTFT and inter-token latency of the streamed successful steps (request.stream).
+
+    TTFT p50/p95 are nearest-rank over the steps' TTFTs; ITL p50 is the median of the
+    steps' own ITL p50s and ITL p95 the median of their p95s (a typical request's gaps, not
+    one long request's). `streamed_steps` says how many steps they rest on, and the medians
+    carry distribution-free 95 % intervals (quantile_ci95) when there are enough steps."""
+    ttft = [r.ttft_ms for r in rows if r.ttft_ms is not None and math.isfinite(r.ttft_ms)]
+    p50s = [r.itl_p50_ms for r in rows if r.itl_p50_ms is not None]
+    p95s = [r.itl_p95_ms for r in rows if r.itl_p95_ms is not None]
+    return {
+        "streamed_steps": len(ttft),
+        "ttft_p50_ms": percentile_nearest_rank(ttft, 50.0),
+        "ttft_p50_ci95_ms": quantile_ci95(ttft, 50.0),
+        "ttft_p95_ms": percentile_nearest_rank(ttft, 95.0),
+        "itl_p50_ms": percentile_nearest_rank(p50s, 50.0),
+        "itl_p50_ci95_ms": quantile_ci95(p50s, 50.0),
+        "itl_p95_ms": percentile_nearest_rank(p95s, 50.0),
+    }
+
+
 def summarize(rows: Sequence[StepRow], weights: ScoreSettings | None = None) -> dict[str, Any]:
-    """Counts over all rows; latency, throughput, score and counters over successful rows."""
+    """Counts over all rows; latency, throughput, score and counters over successful rows.
+
+    A step the run's stop abandoned (error "interrupted") is counted apart, never as a
+    failure: the server did nothing wrong."""
     w = weights or ScoreSettings()
+    interrupted = sum(1 for r in rows if r.interrupted)
+    rows = [r for r in rows if not r.interrupted]
     ok = [r for r in rows if r.success and math.isfinite(r.latency_ms)]
     steps = len(rows)
     successes = sum(1 for r in rows if r.success)
@@ -62,7 +111,9 @@ def summarize(rows: Sequence[StepRow], weights: ScoreSettings | None = None) -> 
         "successes": successes,
         "failures": steps - successes,
         "success_rate": successes / steps if steps else 0.0,
+        "interrupted": interrupted,
         **dict.fromkeys(_LATENCY_KEYS),
+        **_latency_split(ok),
     }
     if not ok:
         return out
@@ -129,7 +180,7 @@ def summarize_mode(
     """
     w = weights or ScoreSettings()
     window = w.convergence_window if convergence_window is None else convergence_window
-    lengths = [int(r.draft_length) for r in rows]
+    lengths = [int(r.draft_length) for r in rows if not r.interrupted]
     out = {"mode": mode, **summarize(rows, w)}
     out["draft_changes"] = draft_changes(lengths)
     out["convergence_step"] = convergence_step(lengths, window)

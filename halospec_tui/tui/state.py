@@ -93,6 +93,7 @@ class ModeView:
         self._window: deque[float] = deque(maxlen=PCT_WINDOW)
         self._pct: tuple[float | None, float | None] | None = None
         self.last_latency: float | None = None
+        self.last_ttft: float | None = None  # time to first token of the last streamed step
         self.last_k: int | None = None
         self.last_acceptance: float | None = None
         self._acc_window: deque[float] = deque(maxlen=PCT_WINDOW)
@@ -126,7 +127,9 @@ class ModeView:
             self.latency.append(row.latency_ms)
             self._window.append(row.latency_ms)
             self._pct = None
-        else:
+            if row.ttft_ms is not None:
+                self.last_ttft = row.ttft_ms
+        elif not row.interrupted:  # a step the stop abandoned is no failure of the server
             self.failures += 1
         if row.acceptance is not None:
             self.last_acceptance = row.acceptance

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,13 +227,18 @@ class Engine:
         *,
         category: str | None = None,
         stream: str | None = None,
+        on_tokens: Callable[[list[str]], None] | None = None,
     ) -> GenerationResult:
         """Generate `max_tokens` tokens with draft length cap `n_max` (None: the default).
 
         `stream` names a client's request sequence (an evaluation's mode): its i-th request
         with a prompt draws the same token difficulties as every other stream's i-th request
         with that prompt, whatever k each asks for, so modes sharing one server still see
-        common random numbers. Without it, requests count per (prompt, draft length)."""
+        common random numbers. Without it, requests count per (prompt, draft length).
+
+        `on_tokens(pieces)` (a streaming server's hook) gets the text of the tokens each
+        pass emits as soon as it has emitted them: the prefill's first token, then every
+        verify step's accepted tokens plus one, at once, as llama-server sends them."""
         max_tokens = max(0, min(int(max_tokens), MAX_TOKENS_CAP))
         with self._lock:
             self._busy = True
@@ -245,7 +250,15 @@ class Engine:
                 self._index += 1
                 with self._pool.pinned():
                     result = self._generate(
-                        prompt_text, digest, max_tokens, k_cap, n_min, category, index, draw
+                        prompt_text,
+                        digest,
+                        max_tokens,
+                        k_cap,
+                        n_min,
+                        category,
+                        index,
+                        draw,
+                        on_tokens,
                     )
                 self._counters.add(result)
                 return result
@@ -270,6 +283,7 @@ class Engine:
         category: str | None,
         index: int,
         draw: int,
+        on_tokens: Callable[[list[str]], None] | None = None,
     ) -> GenerationResult:
         """One request: the prefill, the verify steps, then the filler text."""
         cat = category if category in CATEGORIES else classify(prompt)
@@ -277,11 +291,24 @@ class Engine:
         draws = np.random.default_rng([self.seed, digest, draw]).random(max_tokens + 1)
         accept = (draws < self.alphas[cat]).tolist()
         prompt_n = count_tokens(prompt) + CHAT_TEMPLATE_TOKENS
-        prefill_ms = self._prefill(prompt_n)
-        decoded = self._decode(accept, max_tokens, k_cap, k_min)
-        produced = decoded.produced
         text_rng = np.random.default_rng([self.seed, digest, _TEXT_STREAM])
-        text = "".join(filler_pieces(cat, produced, text_rng)).strip() if produced else ""
+        # a streaming hook gets each pass's text as it is emitted: the text is known before
+        # the clock starts (one piece per token; a shorter reply's text is a prefix of it)
+        pieces = filler_pieces(cat, max_tokens, text_rng) if on_tokens is not None else []
+
+        def emit(start: int, end: int) -> None:
+            on_tokens(pieces[start:end])  # type: ignore[misc]
+
+        streaming = on_tokens is not None
+        prefill_ms = self._prefill(prompt_n)
+        if streaming and max_tokens > 0:
+            emit(0, 1)  # the prefill samples the first token
+        decoded = self._decode(accept, max_tokens, k_cap, k_min, emit if streaming else None)
+        produced = decoded.produced
+        if streaming:
+            text = "".join(pieces[:produced]).strip()
+        else:
+            text = "".join(filler_pieces(cat, produced, text_rng)).strip() if produced else ""
         return GenerationResult(
             text=text,
             category=cat,
@@ -312,8 +339,16 @@ class Engine:
             time.sleep(wait_s)
         return (perf() - t0) * 1000.0
 
-    def _decode(self, accept: list[bool], max_tokens: int, k_cap: int, k_min: int) -> _Decoded:
-        """Verify steps until `max_tokens` tokens exist (the prefill gave the first one)."""
+    def _decode(
+        self,
+        accept: list[bool],
+        max_tokens: int,
+        k_cap: int,
+        k_min: int,
+        emit: Callable[[int, int], None] | None = None,
+    ) -> _Decoded:
+        """Verify steps until `max_tokens` tokens exist (the prefill gave the first one);
+        `emit(start, end)` after each step with the positions of the tokens it emitted."""
         perf = time.perf_counter
         t0 = perf()
         out = _Decoded(produced=1 if max_tokens > 0 else 0, per_pos=[0] * k_cap)
@@ -332,6 +367,8 @@ class Engine:
                 out.draft_n += k
                 out.accepted_n += acc
             out.produced += acc + 1
+            if emit is not None:
+                emit(out.produced - acc - 1, out.produced)
         out.seconds = perf() - t0
         return out
 

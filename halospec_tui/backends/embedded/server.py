@@ -5,7 +5,11 @@ Endpoints (every path also answers under /api/v1, /api/v0, /v1 and /v0, as Lemon
 * ``POST /v1/chat/completions`` (and ``/chat/completions``): OpenAI chat completion with
   llama-server's top-level ``timings``; per-request ``"speculative.n_max"`` and
   ``"speculative.n_min"`` are honoured unless ``--ignore-request-n-max`` (then accepted and
-  silently ignored, like a current llama-server).
+  silently ignored, like a current llama-server). With ``"stream": true`` the reply is
+  server-sent events in HTTP/1.1 chunks, one event per token, and every engine pass (the
+  prefill's first token, then each verify step's accepted tokens plus one) written at once,
+  as it is emitted; the last chunk carries ``timings`` (and ``usage`` when
+  ``stream_options.include_usage``), as llama-server's does, then ``data: [DONE]``.
 * ``POST /completion`` (llama-server native), ``POST /v1/completions`` (OpenAI text).
 * ``GET /health`` -> ``{"status": "ok"}``; ``GET /api/v1/health`` -> Lemonade's health with
   ``all_models_loaded`` (``recipe_options.llamacpp_args``, ``launch_command``, ``pid``).
@@ -351,9 +355,11 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(messages, list) or not messages:
             raise RequestError(400, "'messages' must be a non-empty array")
         prompt = _messages_text(messages)
-        result, model = self._run(
-            data, prompt, ("max_tokens", "max_completion_tokens", "n_predict")
-        )
+        keys = ("max_tokens", "max_completion_tokens", "n_predict")
+        if data.get("stream") is True:
+            self._stream_chat(data, prompt, keys)
+            return
+        result, model = self._run(data, prompt, keys)
         reply: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -378,6 +384,21 @@ class Handler(BaseHTTPRequestHandler):
         else:
             reply["timings"] = result.timings()
         self._json(200, reply)
+
+    def _stream_chat(self, data: dict[str, Any], prompt: str, keys: tuple[str, ...]) -> None:
+        """The chat reply as server-sent events, each engine pass's tokens written at once."""
+        st = self.server.state
+        model = data.get("model") if isinstance(data.get("model"), str) else st.model_name
+        events = EventStream(self, model)
+        result, _ = self._run(data, prompt, keys, on_tokens=events.tokens)
+        final: dict[str, Any] = {"timings": result.timings()}
+        options = data.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            final["usage"] = _usage(result)
+        if st.lmstudio_rest and self._lmstudio_path():
+            draft = data.get("draft_model")
+            final["stats"] = result.lmstudio_stats(draft if isinstance(draft, str) else model)
+        events.finish(final)
 
     def _lmstudio_path(self) -> bool:
         return self.path.split("?", 1)[0].startswith("/api/v0/")
@@ -458,7 +479,13 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(n)
 
     # -- generation
-    def _run(self, data: dict[str, Any], prompt: str, max_keys: tuple[str, ...]) -> tuple[Any, str]:
+    def _run(
+        self,
+        data: dict[str, Any],
+        prompt: str,
+        max_keys: tuple[str, ...],
+        on_tokens: Any = None,
+    ) -> tuple[Any, str]:
         st = self.server.state
         max_tokens = DEFAULT_MAX_TOKENS
         for key in max_keys:
@@ -489,7 +516,7 @@ class Handler(BaseHTTPRequestHandler):
             stream = None
         model = data.get("model") if isinstance(data.get("model"), str) else st.model_name
         result = st.engine.generate(
-            prompt, max_tokens, n_max, n_min, category=category, stream=stream
+            prompt, max_tokens, n_max, n_min, category=category, stream=stream, on_tokens=on_tokens
         )
         st.last = {
             "time_to_first_token": round(result.prompt_ms / 1000.0, 6),
@@ -509,6 +536,58 @@ class Handler(BaseHTTPRequestHandler):
             },
         }
         return result, model
+
+
+class EventStream:
+    """A chat reply as server-sent events in HTTP/1.1 chunks (so the connection stays alive).
+
+    `tokens(pieces)` writes one event per token, all of one engine pass in one write, so a
+    client sees a verify step's tokens arrive together; the status line and headers go out
+    with the first of them (a request refused before generating still gets a JSON error).
+    A client that went away stops the writing, never the engine."""
+
+    def __init__(self, handler: Handler, model: str) -> None:
+        self.handler = handler
+        self.started = False
+        self.broken = False
+        head = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        self.head = head
+        prefix = json.dumps(head)[:-1] + ', "choices": [{"index": 0, "delta": {"content": '
+        self.prefix = ("data: " + prefix).encode()
+        self.suffix = b'}, "finish_reason": null}]}\n\n'
+
+    def tokens(self, pieces: list[str]) -> None:
+        self._chunk(b"".join(self.prefix + json.dumps(p).encode() + self.suffix for p in pieces))
+
+    def finish(self, final: dict[str, Any]) -> None:
+        last = {
+            **self.head,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+            **final,
+        }
+        self._chunk(b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n", end=True)
+
+    def _chunk(self, data: bytes, end: bool = False) -> None:
+        if self.broken:
+            return
+        h = self.handler
+        try:
+            if not self.started:
+                self.started = True
+                h.send_response(200)
+                h.send_header("Content-Type", "text/event-stream")
+                h.send_header("Cache-Control", "no-cache")
+                h.send_header("Transfer-Encoding", "chunked")
+                h.end_headers()
+            h.wfile.write(b"%x\r\n%s\r\n%s" % (len(data), data, b"0\r\n\r\n" if end else b""))
+        except OSError:
+            self.broken = True
+            h.close_connection = True
 
 
 GET_ROUTES = {
