@@ -110,8 +110,8 @@ class Session:
             return
         self.foreign.watch(pids)
 
-    def _foreign_cpu(self) -> float | None:
-        return self.foreign.mark() if self._foreign_ok else None
+    def _foreign_cpu(self, since: float | None = None) -> float | None:
+        return self.foreign.mark(since) if self._foreign_ok else None
 
     def run(self) -> dict[str, Any]:
         return self.runner.run()

@@ -289,9 +289,12 @@ class ForeignCpu:
     met foreign CPU met someone else's job: it is flagged, and the recommendation leaves it
     out. Values are percent of one core (100 = one core busy all the time).
 
-    `mark()` takes a snapshot (cheap: a few /proc reads) and returns the foreign CPU since
-    the snapshot that lies at least `min_window_s` back, so a short step is judged over a
-    window long enough for the kernel's 10 ms accounting ticks not to look like load.
+    `mark(since)` returns the foreign CPU over the step that started at `since` (a
+    time.monotonic() value): from the last snapshot taken at or before the step's start and
+    at least `min_window_s` back, so a short step is judged over a window long enough for the
+    kernel's 10 ms accounting ticks not to look like load. A snapshot (a few /proc reads,
+    about 0.1 ms a process) is taken at most every `min_window_s / 2`: a fast sweep pays for
+    one every few steps, not two per step.
     """
 
     def __init__(
@@ -346,25 +349,29 @@ class ForeignCpu:
         busy = sum(t.values()) - t.get("idle", 0.0) - t.get("iowait", 0.0)
         return busy - t.get("guest", 0.0) - t.get("guest_nice", 0.0)
 
-    def mark(self) -> float | None:
-        """Snapshot now; the foreign CPU (% of one core) since an earlier snapshot at least
-        min_window_s back (or the oldest one); None on the first call."""
+    def mark(self, since: float | None = None) -> float | None:
+        """The foreign CPU (% of one core) from a snapshot at or before `since` (default:
+        now) and at least min_window_s back, to the latest snapshot (taken now unless one is
+        fresh); None until there are two snapshots."""
         with self._lock:
             now = self._clock()
-            try:
-                snap = (now, self._machine(), self._ours(now))
-            except psutil.Error:
-                return None
+            last = self._hist[-1] if self._hist else None
+            if last is None or now - last[0] >= self._min_window / 2:
+                try:
+                    last = (now, self._machine(), self._ours(now))
+                except psutil.Error:
+                    return None
+                self._hist.append(last)
+            start = last[0] if since is None else min(since, last[0])
             base = None
             for s in reversed(self._hist):
                 base = s
-                if now - s[0] >= self._min_window:
+                if s[0] <= start and last[0] - s[0] >= self._min_window:
                     break
-            self._hist.append(snap)
-        if base is None or now - base[0] <= 0:
+        if base is None or last[0] - base[0] <= 0:
             return None
-        foreign = (snap[1] - base[1]) - (snap[2] - base[2])
-        return round(max(0.0, foreign / (now - base[0]) * 100.0), 1)
+        foreign = (last[1] - base[1]) - (last[2] - base[2])
+        return round(max(0.0, foreign / (last[0] - base[0]) * 100.0), 1)
 
 
 def local_server_pids(url: str) -> list[int] | None:

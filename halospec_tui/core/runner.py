@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +78,51 @@ class Cancelled(Exception):
     """Raised inside the runner when a cancel request is seen at a safe point."""
 
 
+class Background:
+    """One job at a time on a thread of its own; a job submitted while another waits replaces
+    it (only the latest standings matter). The live standings are computed here, so the
+    sweep's thread goes straight on to the next request."""
+
+    def __init__(self, fn: Callable[[Any], None], name: str) -> None:
+        self._fn, self._name = fn, name
+        self._cv = threading.Condition()
+        self._job: Any = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Any) -> None:
+        with self._cv:
+            if self._closed:
+                return
+            self._job = job
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._job is None and not self._closed:
+                    self._cv.wait()
+                if self._job is None:
+                    return
+                job, self._job = self._job, None
+            try:
+                self._fn(job)
+            except Exception:  # standings are a view: never take the run down
+                traceback.print_exc()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Drop what waits, let the job in hand finish (so nothing lands after this)."""
+        with self._cv:
+            self._closed = True
+            self._job = None
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
 @dataclass
 class ModeRun:
     """One mode's state across the rounds: its controller, steps, phase and rows."""
@@ -117,7 +163,7 @@ class Runner:
         run_dir: Path,
         load: Any = None,  # LoadInjector (duck-typed: on, scheduled, start, stop, toggle)
         cpu_percent: Callable[[], float | None] | None = None,
-        foreign_cpu: Callable[[], float | None] | None = None,
+        foreign_cpu: Callable[[float], float | None] | None = None,
     ) -> None:
         self.profile = profile
         self.backend = backend
@@ -126,7 +172,7 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.load = load
         self._cpu = cpu_percent or (lambda: None)
-        self._foreign = foreign_cpu or (lambda: None)
+        self._foreign = foreign_cpu or (lambda since: None)
         self._running = threading.Event()
         self._running.set()
         self._cancel = threading.Event()
@@ -147,6 +193,7 @@ class Runner:
         self._mode = ""
         self._runs: list[ModeRun] = []
         self._best_tie = (10**9, 0)  # smallest tie set seen, and the round it was first seen
+        self._live = Background(self._publish_standings, "standings")
         backend.set_notifier(self._backend_notice)  # backends speak through Notices too
 
     def _backend_notice(self, level: str, text: str) -> None:
@@ -303,6 +350,7 @@ class Runner:
         finally:
             if self.load is not None and self.load.on and self.load.scheduled:
                 self.load.stop()
+            self._live.close()  # no live standings may land after the final ones
             try:
                 self._finish_open_modes(run_metrics)
             finally:
@@ -415,16 +463,18 @@ class Runner:
         """Standings after a round; in a decided run, drop clearly worse modes."""
         if self.round == 3:
             self._early_verdicts()
-        decided_run = self._until == "decided"
-        # by round count, not by time: the same run shows the same standings at the same point
-        every = max(1, -(-self.round // STANDINGS_EVERY))
-        if not decided_run and self.round % every:
+        if self._until != "decided":
+            # by round count, not by time: the same run shows the same standings at the same
+            # point; computed off the sweep's thread, from a copy of the rows so far
+            every = max(1, -(-self.round // STANDINGS_EVERY))
+            if self.round % every == 0:
+                self._live.submit((self.round, self._snapshot()))
             return
-        rec = self._recommend(LIVE_REPLICATES)
+        rec = self._recommend(LIVE_REPLICATES)  # a decided run needs the answer now
         if rec is None:
             return
         self.bus.publish(Standings(round=self.round, recommendation=rec.as_dict()))
-        if not decided_run or not self._minimums_done():
+        if not self._minimums_done():
             return
         for name in rec.eliminate:
             mr = self._run_of(name)
@@ -612,9 +662,9 @@ class Runner:
             )
         k = decision.k
         prompt = self.prompts.prompt_for(mr.mode, p.run.warmup + step - 1, step)
-        self._foreign()  # a snapshot just before the request
+        t_start = time.monotonic()
         reply = self.backend.complete(prompt, k, sequence=mr.mode)
-        foreign = self._foreign()
+        foreign = self._foreign(t_start)
         if not reply.interrupted:  # a stop's abandoned request tells the controller nothing
             t_ctl = time.perf_counter()
             controller.observe(Observation.of(k, reply, prompt.category))
@@ -794,26 +844,35 @@ class Runner:
             )
 
     # --- the recommendation -----------------------------------------------------------------
-    def _recommend(self, replicates: int) -> Recommendation | None:
+    def _snapshot(self) -> tuple[dict[str, list[StepRow]], dict[str, dict[str, Any]]]:
+        """Every mode's rows so far (copies of the lists) and the verdicts already given."""
+        rows = {mr.mode: list(mr.rows) for mr in self._runs if mr.rows}
+        done = {m["mode"]: m["draft_control"] for m in self.mode_summaries if "draft_control" in m}
+        return rows, done
+
+    def _publish_standings(self, job: tuple[int, Any]) -> None:
+        round_no, snapshot = job
+        rec = self._recommend(LIVE_REPLICATES, snapshot)
+        if rec is not None:
+            self.bus.publish(Standings(round=round_no, recommendation=rec.as_dict()))
+
+    def _recommend(self, replicates: int, snapshot: Any = None) -> Recommendation | None:
         """The recommendation from every mode's clean rows so far; verdicts of modes still
         running are provisional (from their rows), and only `applied` modes are ranked."""
         p = self.profile
-        runs = [mr for mr in self._runs if mr.rows]
-        if not runs:
+        rows, done = snapshot if snapshot is not None else self._snapshot()
+        if not rows:
             return None
-        finished = {m["mode"]: m for m in self.mode_summaries}
         not_ranked: dict[str, str] = {}
         verdicts: dict[str, str] = {}
-        for mr in runs:
-            dc = (finished.get(mr.mode) or {}).get("draft_control")
-            if dc is None:
-                dc = verdict.mode_verdict(mr.rows, self.backend.draft_channel)
-            verdicts[mr.mode] = str(dc.get("verdict", ""))
+        for mode, mode_rows in rows.items():
+            dc = done.get(mode) or verdict.mode_verdict(mode_rows, self.backend.draft_channel)
+            verdicts[mode] = str(dc.get("verdict", ""))
             why = ranking_refusal(dc, p.score.winner_among)
             if why:
-                not_ranked[mr.mode] = why
+                not_ranked[mode] = why
         rec = recommend_from_rows(
-            {mr.mode: mr.rows for mr in runs},
+            rows,
             profile=p,
             not_ranked=not_ranked,
             paired=self.order != "sequential",

@@ -197,6 +197,7 @@ class MonitorState:
         self.round = 0
         self.rounds_planned = 0
         self.standings: dict[str, Any] | None = None  # the recommendation as it stands
+        self.standings_round = 0  # the round it stands after
         self.phase = "starting"
         self.phase_step = 0
         self.paused = False
@@ -442,6 +443,7 @@ class MonitorState:
 
     def _standings(self, ev: Standings) -> None:
         self.standings = ev.recommendation
+        self.standings_round = ev.round
         self.winner = ev.recommendation.get("mode")
         self.modes_version += 1
         self.dirty.update(("modes", "banner"))

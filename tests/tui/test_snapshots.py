@@ -40,6 +40,7 @@ async def _at_gate(pilot) -> None:  # type: ignore[no-untyped-def]
             backend.reached.is_set()
             and state.steps_done == STEPS_BEFORE_GATE
             and state.ctl_step == 8
+            and state.standings_round == 7  # computed off the sweep's thread: wait for it
         )
 
     await wait_until(pilot, parked)
