@@ -179,9 +179,7 @@ def format_recommendation(summary: dict[str, Any]) -> list[str]:
     apply = rec.get("apply") or {}
     primary = apply.get("primary")
     if primary == "controller":
-        lines.append(
-            f"  apply: run {apply.get('controller')} through halospec-tui ({apply.get('note', '')})"
-        )
+        lines.append(f"  apply: {apply.get('controller')}: {apply.get('note', '')}")
     elif primary:
         lines.append(f"  apply on {primary}: {apply.get(primary, '')}")
         others = [f"{k}: {v}" for k, v in apply.items() if k not in ("primary", primary)]

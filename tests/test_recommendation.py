@@ -204,3 +204,24 @@ def test_a_fixed_k_tied_with_an_adaptive_leader_is_recommended() -> None:
                 adaptive_led += 1
                 assert "per-request" in rec.reason
     assert adaptive_led >= 3  # equal modes: the adaptive one leads about half the time
+
+
+def test_a_mode_with_too_few_clean_steps_is_not_ranked(tmp_path: object) -> None:
+    """One clean step out of fifteen is no estimate: the mode is not ranked, and says why."""
+    from halospec_tui import profile as P
+    from halospec_tui.core.events import StepRow
+    from halospec_tui.core.recommendation import recommend_from_rows
+
+    def row(mode: str, r: int, dirty: bool) -> StepRow:
+        return StepRow(r, r, mode, "steady", 4, 1, 500.0, 64, round=r,
+                       contaminated="foreign CPU 90 %" if dirty else "")  # fmt: skip
+
+    rows = {
+        "fixed_2": [row("fixed_2", r, r > 1) for r in range(1, 16)],
+        "fixed_4": [row("fixed_4", r, False) for r in range(1, 16)],
+    }
+    rec = recommend_from_rows(rows, profile=P.Profile(), not_ranked={}, paired=True)
+    assert rec.mode == "fixed_4" and rec.status == "single"
+    st = {s.mode: s for s in rec.standings}["fixed_2"]
+    assert st.label == "not_ranked" and st.why == "too few clean steps (1 of 15; 14 contaminated)"
+    assert rec.excluded_steps == 14

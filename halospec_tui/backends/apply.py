@@ -55,9 +55,8 @@ def apply_settings(mode: str | None, backend_kind: str, profile: Any) -> dict[st
         return {
             "controller": mode,
             "profile": {"run.modes": [mode], f"controller.{name}": keys},
-            "note": "an adaptive controller changes k per request: run it through halospec-tui "
-            "against a server that honours a per-request draft length (channel request, e.g. "
-            "a llama-server built with `halospec-tui build-server`), or a server per k (pool)",
+            "note": "it sets k per request, so it runs inside halospec-tui, against a server "
+            "that takes a per-request draft length (channel request) or one server per k (pool)",
             "primary": "controller",
         }
     k = modes.fixed_k(mode)

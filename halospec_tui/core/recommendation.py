@@ -32,6 +32,7 @@ from halospec_tui.core.events import StepRow
 from halospec_tui.profile import Profile
 
 LEVEL = 0.95
+MIN_CLEAN_STEPS = 3  # successful clean steps a mode needs before it is ranked
 
 
 @dataclass
@@ -481,13 +482,23 @@ def recommend_from_rows(
     p = profile
     clean: dict[str, list[tuple[int, bool, int, float]]] = {}
     excluded = 0
+    refused = dict(not_ranked)
     for mode, rows in rows_by_mode.items():
         keep = [r for r in rows if clean_for_recommendation(r)]
-        excluded += sum(1 for r in rows if r.contaminated)
+        dirty = sum(1 for r in rows if r.contaminated)
+        excluded += dirty
         clean[mode] = [(r.round, bool(r.success), int(r.tokens), float(r.latency_ms)) for r in keep]
+        good = sum(1 for r in keep if r.success)
+        if good < MIN_CLEAN_STEPS and mode not in refused:
+            # an estimate from one or two steps is no estimate: say so rather than rank it
+            refused[mode] = (
+                f"too few clean steps ({good} of {len(rows)}"
+                + (f"; {dirty} contaminated" if dirty else "")
+                + ")"
+            )
     return recommend(
         clean,
-        not_ranked=not_ranked,
+        not_ranked=refused,
         metric=p.run.metric,
         paired=paired,
         margin=p.run.margin,
