@@ -20,7 +20,13 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from halospec_tui.controllers.base import AdaptiveSettings, Decision, Observation, describe_move
+from halospec_tui.controllers.base import (
+    AdaptiveController,
+    AdaptiveSettings,
+    Decision,
+    Observation,
+    describe_move,
+)
 from halospec_tui.settings import setting
 
 
@@ -55,23 +61,20 @@ def estimate_drafts(obs: Observation) -> int:
     return max(1, min(d, drafted))
 
 
-class AcceptanceController:
+class AcceptanceController(AdaptiveController):
     """Raise k while drafts are mostly accepted, lower it while they are mostly rejected."""
 
     name = "acceptance"
+    settings_class = AcceptanceControllerSettings
 
     def __init__(self, settings: AcceptanceControllerSettings | None = None) -> None:
-        self.s = settings or AcceptanceControllerSettings()
-        self.warmup_k = self.s.warmup_k
-        self.k = self._clamp(self.s.initial_k)
+        super().__init__(settings)
+        self.s: AcceptanceControllerSettings
         self._samples: deque[list[float]] = deque()  # [rate, weight in drafts], oldest first
         self._weight = 0.0
         self.drafted_since_adjust = 0
         self._counters_seen = False
         self._last_had_counters = True
-
-    def _clamp(self, k: int) -> int:
-        return self.s.clamp(k)
 
     @property
     def acceptance(self) -> float | None:
@@ -83,10 +86,6 @@ class AcceptanceController:
     @property
     def window_drafts(self) -> float:
         return self._weight
-
-    def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
-        """Nothing to calibrate from latencies: thresholds are acceptance rates."""
-        return {}
 
     def _step(self, rate: float) -> tuple[int, str]:
         s = self.s

@@ -26,7 +26,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from halospec_tui.controllers.base import AdaptiveSettings, Decision, Observation
+from halospec_tui.controllers.base import (
+    AdaptiveController,
+    AdaptiveSettings,
+    Decision,
+    Observation,
+)
 from halospec_tui.controllers.model import ShiftScreen
 from halospec_tui.settings import setting
 
@@ -56,15 +61,15 @@ class BanditControllerSettings(AdaptiveSettings):
     change_keep: float = setting(0.0, lo=0.0, hi=1.0, doc="weight kept on history at a shift")
 
 
-class BanditController:
+class BanditController(AdaptiveController):
     """Discounted UCB over the leader's neighbourhood, with shift detection."""
 
     name = "bandit"
+    settings_class = BanditControllerSettings
 
     def __init__(self, settings: BanditControllerSettings | None = None) -> None:
-        self.s = settings or BanditControllerSettings()
-        self.warmup_k = self.s.warmup_k
-        self.k = self._clamp(self.s.initial_k)
+        super().__init__(settings)
+        self.s: BanditControllerSettings
         arms = range(self.s.k_min, self.s.k_max + 1)
         self.n = dict.fromkeys(arms, 0.0)  # discounted plays
         self.sum = dict.fromkeys(arms, 0.0)  # discounted sum of rewards
@@ -76,12 +81,6 @@ class BanditController:
         self.level_at: dict[int, float] = {}  # the level when each arm was last played
         self._note = ""
         self.shifts = 0
-
-    def _clamp(self, k: int) -> int:
-        return self.s.clamp(int(k))
-
-    def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
-        return {}
 
     # --- statistics ------------------------------------------------------------------
     def mean(self, k: int) -> float | None:

@@ -93,6 +93,26 @@ class AdaptiveSettings:
         return None
 
 
+class AdaptiveController:
+    """What every adaptive controller does alike: its settings (`settings_class` when none
+    are given), the warmup k, the first k within its bounds, and no thresholds to calibrate
+    unless it overrides `calibrate`. A controller module subclasses it and adds its logic."""
+
+    name = ""
+    settings_class: type[AdaptiveSettings] = AdaptiveSettings
+
+    def __init__(self, settings: Any = None) -> None:
+        self.s: Any = settings or self.settings_class()
+        self.warmup_k = self.s.warmup_k
+        self.k = self._clamp(self.s.initial_k)
+
+    def _clamp(self, k: int) -> int:
+        return self.s.clamp(int(k))
+
+    def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
+        return {}
+
+
 def describe_move(k: int, new: int, wanted: int) -> str:
     """'k 4→5', 'keep k 6', or 'keep k 8 (at bound)' when a wanted move was clamped away."""
     if new != k:

@@ -25,7 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from halospec_tui.controllers.base import AdaptiveSettings, Decision, Observation, describe_move
+from halospec_tui.controllers.base import (
+    AdaptiveController,
+    AdaptiveSettings,
+    Decision,
+    Observation,
+    describe_move,
+)
 from halospec_tui.controllers.model import solve_alpha, verify_steps
 from halospec_tui.settings import setting
 
@@ -45,21 +51,15 @@ class HeuristicControllerSettings(AdaptiveSettings):
     )
 
 
-class HeuristicController:
+class HeuristicController(AdaptiveController):
     name = "heuristic"
+    settings_class = HeuristicControllerSettings
 
     def __init__(self, settings: HeuristicControllerSettings | None = None) -> None:
-        self.s = settings or HeuristicControllerSettings()
-        self.warmup_k = self.s.warmup_k
-        self.k = self._clamp(self.s.initial_k)
+        super().__init__(settings)
+        self.s: HeuristicControllerSettings
         self._pending: tuple[int, str, dict[str, float | None]] | None = None
         self._note = ""
-
-    def _clamp(self, k: int) -> int:
-        return self.s.clamp(int(k))
-
-    def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
-        return {}
 
     def decide(self) -> Decision:
         k = self.k

@@ -16,7 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from halospec_tui.controllers.base import AdaptiveSettings, Decision, Observation, describe_move
+from halospec_tui.controllers.base import (
+    AdaptiveController,
+    AdaptiveSettings,
+    Decision,
+    Observation,
+    describe_move,
+)
 from halospec_tui.percentile import percentile_nearest_rank
 from halospec_tui.settings import setting
 
@@ -38,22 +44,19 @@ class LatencyControllerSettings(AdaptiveSettings):
     failure_k: int = setting(1, lo=1, hi=64)
 
 
-class LatencyController:
+class LatencyController(AdaptiveController):
     """Step k up while requests are faster than warmup, down when slower (HaloSpec's rule)."""
 
     name = "latency"
+    settings_class = LatencyControllerSettings
 
     def __init__(self, settings: LatencyControllerSettings | None = None) -> None:
-        self.s = settings or LatencyControllerSettings()
-        self.warmup_k = self.s.warmup_k
-        self.k = self._clamp(self.s.initial_k)
+        super().__init__(settings)
+        self.s: LatencyControllerSettings
         self.ema_ms: float | None = None
         self.low_thr_ms = float(self.s.default_low_ms)
         self.high_thr_ms = float(self.s.default_high_ms)
         self._failed_last = False
-
-    def _clamp(self, k: int) -> int:
-        return self.s.clamp(k)
 
     def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
         """Thresholds from the successful warmup latencies; the defaults when there are none."""

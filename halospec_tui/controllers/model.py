@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 from numpy.polynomial.hermite_e import hermegauss
 
-from halospec_tui.controllers.base import Decision, Observation
+from halospec_tui.controllers.base import AdaptiveController, Decision, Observation
 from halospec_tui.controllers.model_settings import ModelControllerSettings
 
 _ALPHA_LO, _ALPHA_HI = 1e-6, 1.0 - 1e-9
@@ -407,15 +407,15 @@ class _Plan:
         return self.k_star != k and self.best_rate >= self.current_rate * (1.0 + min_gain)
 
 
-class ModelController:
+class ModelController(AdaptiveController):
     """Discounted α, v, d estimates; k = argmax E(k)/(v + k·d); probes only when unsure."""
 
     name = "model"
+    settings_class = ModelControllerSettings
 
     def __init__(self, settings: ModelControllerSettings | None = None) -> None:
-        self.s = settings or ModelControllerSettings()
-        self.warmup_k = self.s.warmup_k
-        self.k = self._clamp(self.s.initial_k)
+        super().__init__(settings)
+        self.s: ModelControllerSettings
         self.pools: dict[int, list[float]] = {}  # requested k -> [A, S_drafting, D]
         self._alpha_memo: tuple[tuple[tuple[float, float, float], ...], float | None] | None = None
         self.regime = CostRegime()  # the cost regime the server is in now
@@ -434,12 +434,6 @@ class ModelController:
         self._note = ""  # what the last observation did (failure, no counters, shift)
         self._held = False  # the last decision held a move back for one more request
         self.shifts = 0
-
-    def _clamp(self, k: int) -> int:
-        return min(max(int(k), self.s.k_min), self.s.k_max)
-
-    def calibrate(self, warmup_latencies_ms: list[float]) -> dict[str, float | None]:
-        return {}
 
     # --- estimates -------------------------------------------------------------------
     def alpha(self) -> float | None:
