@@ -140,6 +140,7 @@ class ModeRun:
     started: bool = False
     finished: bool = False
     eliminated: bool = False
+    dropped_round: int = 0
     metrics_delta: dict[str, float] | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)
 
@@ -149,7 +150,7 @@ class ModeRun:
 
     @property
     def left(self) -> int:
-        return 0 if self.finished else max(0, self.steps - self.done)
+        return 0 if self.finished or self.eliminated else max(0, self.steps - self.done)
 
 
 class Runner:
@@ -478,8 +479,9 @@ class Runner:
             return
         for name in rec.eliminate:
             mr = self._run_of(name)
-            if mr is not None and not mr.finished:
+            if mr is not None and not mr.finished and not mr.eliminated:
                 mr.eliminated = True
+                mr.dropped_round = self.round
                 self.bus.publish(
                     Notice(
                         "info",
@@ -489,7 +491,8 @@ class Runner:
                         name,
                     )
                 )
-                self._finish(mr, run_metrics)
+                if self.order != "interleaved":  # interleaved modes are judged at the end
+                    self._finish(mr, run_metrics)
         if len(rec.tied) < self._best_tie[0]:
             self._best_tie = (len(rec.tied), self.round)
 
@@ -501,7 +504,7 @@ class Runner:
         if self._until != "decided":
             return False
         p = self.profile
-        active = [mr for mr in self._runs if not mr.finished]
+        active = [mr for mr in self._runs if not mr.finished and not mr.eliminated]
         if not active or self.round >= p.run.max_rounds:
             if active:
                 self.bus.publish(
@@ -727,13 +730,11 @@ class Runner:
 
     # --- finishing modes ------------------------------------------------------------------------
     def _finish(self, mr: ModeRun, run_metrics: dict[str, float] | None) -> None:
-        """A mode dropped out of the race: its summary and verdict now, with the counters
-        so far (interleaved modes that run to the end are judged together at the end)."""
-        if mr.finished:
-            return
-        if self.order == "interleaved" and mr.rows:
-            self._interleaved_evidence([mr], run_metrics)
-        self._finish_mode(mr)
+        """A blocks-order mode that ran its last block (or dropped out): its summary and
+        verdict now, with its own blocks' counters. Interleaved modes share the server's
+        counters and are all judged together at the end (`_finish_open_modes`)."""
+        if not mr.finished:
+            self._finish_mode(mr)
 
     def _interleaved_evidence(
         self, runs: list[ModeRun], run_metrics: dict[str, float] | None
@@ -788,7 +789,7 @@ class Runner:
         summary["controller_ms_per_step"] = round(sum(ctl) / len(ctl), 4) if ctl else None
         summary["contaminated_steps"] = sum(1 for r in rows if r.contaminated)
         if mr.eliminated:
-            summary["eliminated_after_round"] = self.round
+            summary["eliminated_after_round"] = mr.dropped_round
         summary["draft_control"] = verdict.mode_verdict(
             rows, self.backend.draft_channel, mr.metrics_delta, self._merged_evidence(mr)
         )
