@@ -122,6 +122,8 @@ def requests(run: dict) -> int:
 def study(path: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     base = P.load(path)
     base.load.scheduled = False if args.no_load else base.load.scheduled
+    if args.foreign_limit is not None:
+        base.run.foreign_cpu_limit = args.foreign_limit
     name = path.stem
     res: dict[str, Any] = {"profile": str(path)}
     print(f"== {name}", flush=True)
@@ -180,9 +182,15 @@ def study(path: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     )
     if args.burner:
         total = statistics.median(res["after"]["seconds"])
+
+        def burner() -> P.Profile:
+            p = after_profile(base)
+            p.run.foreign_cpu_limit = P.load(path).run.foreign_cpu_limit
+            return p
+
         res["burner"] = series(
             "burner",
-            lambda: after_profile(base),
+            burner,
             lambda s: s["recommendation"]["mode"],
             burn=(total * 0.4, min(args.burn_s, total * 0.3)),
         )
@@ -224,6 +232,14 @@ def main() -> int:
     ap.add_argument("--max-rounds", type=int, default=100)
     ap.add_argument("--budgets", type=int, nargs="+", default=[20, 40])
     ap.add_argument("--no-load", action="store_true", help="switch the profiles' load schedule off")
+    ap.add_argument(
+        "--foreign-limit",
+        type=float,
+        metavar="PCT",
+        help="run.foreign_cpu_limit for every run (0 = no foreign-CPU check: for a machine "
+        "shared with other jobs, where every step would be flagged); the burner series keeps "
+        "the profile's own limit",
+    )
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
