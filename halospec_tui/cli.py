@@ -12,8 +12,10 @@ answering its health check, 130 interrupted).
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -21,7 +23,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
@@ -61,6 +63,46 @@ def resolve_profile(path: str | None) -> profile_mod.Profile:
 
 
 # --- arguments -----------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (what was wrong and where to look), not the usage
+    block and then the error: the one-line rule every other refusal follows."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _text(what: str) -> Callable[[str], str]:
+    """An argparse type: any text but the empty one (`--out ""` would mean "here")."""
+
+    def check(value: str) -> str:
+        if not value.strip() or "\x00" in value:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+        return value
+
+    return check
+
+
+def _seconds(value: str) -> float:
+    """An argparse type: a finite number of seconds above 0 (at most an hour)."""
+    try:
+        s = float(value)
+    except ValueError:
+        s = math.nan
+    if not (math.isfinite(s) and 0 < s <= 3600):
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 (at most 3600), got {value!r}")
+    return s
+
+
+def _url(value: str) -> str:
+    """An argparse type: a server's base URL, checked as backend.url is."""
+    problem = profile_mod.url_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"expected {problem}, got {value!r}")
+    return value
+
+
 # Options the top level shares with a subcommand (`halospec-tui --profile X` is `run`, and
 # `--discover` is `discover`) default to SUPPRESS in the subcommand, so that a value given
 # before the subcommand's name is not overwritten by the subcommand's default.
@@ -74,12 +116,14 @@ def _run_options(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None
     ap.add_argument(
         "--profile",
         metavar="FILE",
+        type=_text("a profile file"),
         default=_keep(None, suppress),
         help="run profile (TOML); default profiles/default.toml",
     )
     ap.add_argument(
         "--out",
         metavar="DIR",
+        type=_text("a folder"),
         default=_keep(None, suppress),
         help="run folder (default: <run.out_dir>/<timestamp>)",
     )
@@ -102,6 +146,7 @@ def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False)
     ap.add_argument(
         "--write",
         metavar="FILE",
+        type=_text("a file"),
         default=_keep(None, suppress),
         help="where (default profiles/discovered-KIND.toml)",
     )
@@ -109,20 +154,21 @@ def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False)
         "--address",
         action="append",
         metavar="URL",
+        type=_url,
         default=_keep(None, suppress),
         help="probe URL instead (repeatable)",
     )
     ap.add_argument(
         "--probe-timeout",
-        type=float,
+        type=_seconds,
         metavar="S",
-        default=_keep(disc.PROBE_TIMEOUT_S, suppress),
+        default=_keep(None, suppress),
         help=f"per probe ({disc.PROBE_TIMEOUT_S:g} s)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="halospec-tui",
         description="Sweep speculative-decoding draft lengths against a local server and watch "
         "it live. Without a command: run.",
@@ -155,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("path", help="run folder or results CSV (ours or the original HaloSpec's)")
     report.add_argument("--text", action="store_true", help="print the summary table instead")
+    report.add_argument(
+        "--run",
+        type=int,
+        metavar="N",
+        help="the N-th run of a CSV that holds several (HaloSpec appends runs to one file)",
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -165,12 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--profile",
         metavar="FILE",
+        type=_text("a profile file"),
         default=argparse.SUPPRESS,
         help="profile with a [scenario] section",
     )
     evaluate.add_argument(
         "--out",
         metavar="DIR",
+        type=_text("a folder"),
         default=argparse.SUPPRESS,
         help="folder (default: <run.out_dir>/eval-<time>)",
     )
@@ -200,6 +254,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         prof = resolve_profile(args.profile)
         if args.headless:
             return run_headless(prof, args.out)
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            # the monitor needs a terminal to draw on and read keys from; without one it
+            # would draw into a file and wait for keys that never come
+            print("halospec-tui: no terminal: running headless (--headless)", file=sys.stderr)
+            return run_headless(prof, args.out)
         from halospec_tui.tui.app import run_monitor  # textual: only for the monitor
 
         return run_monitor(prof, args.out)
@@ -209,9 +268,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     session = Session.create(prof, out)
-    session.bus.subscribe(HeadlessPrinter())
     interrupted = threading.Event()
+    pipe_closed = threading.Event()
     outcome: dict[str, Any] = {}
+
+    def stop_for_pipe() -> None:  # nobody reads the lines any more: stop, as `yes | head` does
+        pipe_closed.set()
+        session.runner.cancel()
+
+    session.bus.subscribe(HeadlessPrinter(on_closed=stop_for_pipe))
 
     def on_signal(signum: int, frame: Any) -> None:
         interrupted.set()
@@ -229,9 +294,9 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     worker = threading.Thread(target=work, name="sweep", daemon=True)
     try:
         worker.start()
-        while worker.is_alive() and not interrupted.is_set():
+        while worker.is_alive() and not interrupted.is_set() and not pipe_closed.is_set():
             worker.join(0.2)
-        if interrupted.is_set():
+        if interrupted.is_set() or pipe_closed.is_set():
             worker.join(STOP_GRACE_S)  # the step in flight ends or is abandoned
         err = outcome.get("error")
         summary = None if isinstance(err, BackendUnavailable) else session.final_summary()
@@ -242,6 +307,9 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     err = outcome.get("error")
     if isinstance(err, BackendUnavailable):
         return _fail(f"server not answering: {err.url} ({err.reason})", ExitCode.SERVER)
+    if pipe_closed.is_set():
+        _quiet_stdout()
+        return ExitCode.BROKEN_PIPE
     print()
     print(format_summary(summary or {}))
     print(f"results: {session.run_dir}")
@@ -256,12 +324,25 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     return ExitCode.OK
 
 
+def _quiet_stdout() -> None:
+    """Point stdout (and stderr, when it went into the same closed pipe) at /dev/null, so that
+    nothing still buffered for a reader that left raises BrokenPipeError again on exit."""
+    with contextlib.suppress(Exception):
+        out, err = sys.stdout.fileno(), sys.stderr.fileno()
+        same = os.path.sameopenfile(out, err)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out)
+        if same:
+            os.dup2(devnull, err)
+        os.close(devnull)
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
-        _, summary = read_run(Path(args.path))
+        _, summary = read_run(Path(args.path), args.run)
     except ResultsFileError as e:
         return _fail(str(e), ExitCode.INPUT)
     if args.text or not sys.stdout.isatty():
@@ -269,7 +350,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return ExitCode.OK
     from halospec_tui.tui.app import run_report  # textual: only for the screen
 
-    return run_report(Path(args.path))
+    return run_report(Path(args.path), run=args.run)
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -293,7 +374,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             stamp = new_run_dir(prof.run.out_dir)
             out = stamp.with_name(f"eval-{stamp.name}")
-        on_event = HeadlessPrinter() if args.steps else _print_mode_lines
+        pipe_closed = threading.Event()
+
+        def stop_for_pipe() -> None:  # stdout's reader left: stop as Ctrl+C would, quietly
+            if not pipe_closed.is_set():
+                pipe_closed.set()
+                _thread.interrupt_main()
+
+        on_event: Callable[[Event], None] = (
+            HeadlessPrinter(on_closed=stop_for_pipe)
+            if args.steps
+            else _pipe_safe(_print_mode_lines, stop_for_pipe)
+        )
 
         def on_term(signum: int, frame: Any) -> None:  # SIGTERM as Ctrl+C: stop cleanly
             raise KeyboardInterrupt
@@ -301,6 +393,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         old = signal.signal(signal.SIGTERM, on_term)
         try:
             result = run_evaluation(prof, out, args.runs, on_event=on_event)
+        except KeyboardInterrupt:
+            if not pipe_closed.is_set():
+                raise
+            _quiet_stdout()
+            return ExitCode.BROKEN_PIPE
         finally:
             signal.signal(signal.SIGTERM, old)
     except profile_mod.ProfileError as e:
@@ -313,6 +410,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(k_tracking_plots(result))
     print(f"evaluation: {out / 'evaluation.json'} (k-tracking plots: run-*/k_tracking.txt)")
     return ExitCode.OK
+
+
+def _pipe_safe(
+    fn: Callable[[Event], None], on_closed: Callable[[], None]
+) -> Callable[[Event], None]:
+    """`fn`, calling `on_closed` instead of raising when stdout's reader has left."""
+
+    def call(e: Event) -> None:
+        try:
+            fn(e)
+        except BrokenPipeError:
+            on_closed()
+
+    return call
 
 
 def _print_mode_lines(e: Event) -> None:
@@ -334,9 +445,8 @@ def _print_mode_lines(e: Event) -> None:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    return run_discover(
-        addresses=args.address, pick=args.pick, write=args.write, timeout=args.probe_timeout
-    )
+    timeout = disc.PROBE_TIMEOUT_S if args.probe_timeout is None else args.probe_timeout
+    return run_discover(addresses=args.address, pick=args.pick, write=args.write, timeout=timeout)
 
 
 def run_discover(
@@ -395,14 +505,51 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+# the options the top level takes for a command (`halospec-tui --profile X` is run, `--discover
+# --pick 2` is discover) and the commands that read each: one given to any other command would
+# be ignored without a word, so it is refused
+TOP_LEVEL_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "profile": ("--profile", ("run", "evaluate")),
+    "out": ("--out", ("run", "evaluate")),
+    "headless": ("--headless", ("run",)),
+    "discover": ("--discover", ("discover",)),
+    "pick": ("--pick", ("discover",)),
+    "write": ("--write", ("discover",)),
+    "address": ("--address", ("discover",)),
+    "probe_timeout": ("--probe-timeout", ("discover",)),
+}
+
+
+def option_conflict(args: argparse.Namespace, command: str) -> str | None:
+    """One line for an option given to a command that does not read it, or None."""
+    for dest, (flag, commands) in TOP_LEVEL_OPTIONS.items():
+        if command not in commands and getattr(args, dest, None) not in (None, False):
+            used = " or ".join(commands)
+            if dest == "discover":
+                return f"--discover is the discover command; it does not go with {command}"
+            if commands == ("discover",):
+                return f"{flag} is an option of discover (halospec-tui --discover {flag} ...)"
+            return f"{flag} is an option of {used}, not of {command}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # --help, --version, or the one line of an argparse error
+            return e.code if isinstance(e.code, int) else ExitCode.INPUT
         command = args.command or ("discover" if args.discover else "run")
+        conflict = option_conflict(args, command)
+        if conflict:
+            return _fail(conflict, ExitCode.INPUT)
         return COMMANDS[command](args)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout left (`report --text | head -1`)
+        _quiet_stdout()
+        return ExitCode.BROKEN_PIPE
     finally:
         with contextlib.suppress(Exception):
             children.stop_all()

@@ -448,10 +448,11 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-def run_report(path: Path) -> int:
-    """Open the summary screen for a run folder or a results CSV (ours or HaloSpec's)."""
+def run_report(path: Path, *, run: int | None = None) -> int:
+    """Open the summary screen for a run folder or a results CSV (ours or HaloSpec's); `run`
+    picks one of the runs a CSV holds (core.results.read_run)."""
     try:
-        data = load_report(path)
+        data = load_report(path, run=run)
     except (ResultsFileError, ProfileError) as e:
         _err(str(e))
         return ExitCode.INPUT
