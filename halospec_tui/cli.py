@@ -346,7 +346,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ResultsFileError as e:
         return _fail(str(e), ExitCode.INPUT)
     if args.text or not sys.stdout.isatty():
-        print(format_summary(summary))
+        try:
+            text = format_summary(summary)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            # a summary.json of the right shape with values of the wrong kind: say so, and
+            # report what the rows say
+            print(
+                f"halospec-tui: {args.path}: summary.json not usable ({e.__class__.__name__}); "
+                "the summary below is computed from the rows",
+                file=sys.stderr,
+            )
+            text = format_summary(read_run(Path(args.path), args.run, use_saved=False)[1])
+        print(text)
         return ExitCode.OK
     from halospec_tui.tui.app import run_report  # textual: only for the screen
 

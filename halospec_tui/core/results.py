@@ -342,12 +342,29 @@ def find_csv(path: Path) -> Path:
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def read_run(path: Path, run: int | None = None) -> tuple[list[StepRow], dict[str, Any]]:
+def _summary_shaped(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A summary.json's content if it has the shape every reader relies on (a list of modes,
+    each a table with its name, and a recommendation table), else None: a damaged or
+    hand-edited file is not trusted, the summary is computed from the rows instead."""
+    if data is None:
+        return None
+    modes, rec = data.get("modes"), data.get("recommendation")
+    ok = (
+        isinstance(modes, list)
+        and all(isinstance(m, dict) and isinstance(m.get("mode"), str) for m in modes)
+        and isinstance(rec, dict)
+    )
+    return data if ok else None
+
+
+def read_run(
+    path: Path, run: int | None = None, *, use_saved: bool = True
+) -> tuple[list[StepRow], dict[str, Any]]:
     """A run folder or CSV read back: its rows and its summary. The run's own summary.json
     is the answer when it covers every mode in the rows (so `report`, `report --text` and the
     summary screen say what the run said); otherwise (a cut-short run, a CSV alone, the
@@ -355,7 +372,8 @@ def read_run(path: Path, run: int | None = None) -> tuple[list[StepRow], dict[st
     keeping the verdicts summary.json has.
 
     A CSV holding several runs (global_step restarting) is never merged: `run` (1-based)
-    picks one, and without it ResultsFileError says how many there are."""
+    picks one, and without it ResultsFileError says how many there are. `use_saved=False`
+    ignores summary.json (for a reader that could not use it)."""
     from halospec_tui import profile as profile_mod
 
     p = Path(path)
@@ -372,8 +390,9 @@ def read_run(path: Path, run: int | None = None) -> tuple[list[StepRow], dict[st
                 ", ..." if len(starts) > 4 else ""
             )
             raise ResultsFileError(
-                f"{csv_path}: holds {len(starts)} runs (global_step restarts on line "
-                f"{where}); choose one with --run 1 to {len(starts)}"
+                f"{csv_path}: holds {len(starts)} runs (global_step restarts on "
+                f"line{'s' if len(starts) > 2 else ''} {where}); choose one with "
+                f"--run 1 to {len(starts)}"
             )
         rows = split_runs(rows)[run - 1]
     folder = p if p.is_dir() else csv_path.parent
@@ -384,21 +403,21 @@ def read_run(path: Path, run: int | None = None) -> tuple[list[StepRow], dict[st
         except profile_mod.ProfileError:
             prof = None
     row_modes = list(dict.fromkeys(r.mode for r in rows))
-    saved = _read_json(folder / "summary.json") if (folder / "summary.json").exists() else None
+    saved = _summary_shaped(_read_json(folder / "summary.json")) if use_saved else None
     if len(starts) > 1:
         saved = None  # which of the runs it describes is unknown
     covered = {m.get("mode") for m in (saved or {}).get("modes", []) if isinstance(m, dict)}
     if saved is not None and set(row_modes) <= covered and "recommendation" in saved:
         return rows, saved
     verdicts = {
-        m.get("mode"): m.get("draft_control")
+        m["mode"]: m["draft_control"]
         for m in (saved or {}).get("modes", [])
-        if isinstance(m, dict) and m.get("draft_control")
+        if isinstance(m.get("draft_control"), dict)
     }
     extra = {
         key: saved[key]
         for key in ("backend", "draft_channel", "model", "profile", "cancelled", "order")
-        if saved and saved.get(key)
+        if saved and isinstance(saved.get(key), str | bool) and saved.get(key)
     }
     return rows, summarize_rows(rows, prof, extra, verdicts)
 
