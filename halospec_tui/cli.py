@@ -1,13 +1,14 @@
 """Command line: subcommands, their arguments and exit codes; the monitor or headless output.
 
     halospec-tui [run] [--profile FILE] [--out DIR] [--headless]   the sweep (the default)
-    halospec-tui report RUN_FOLDER_OR_CSV [--text]                  a finished run's summary
+    halospec-tui report RUN_FOLDER_OR_CSV [--text] [--run N]        a finished run's summary
     halospec-tui evaluate --profile FILE [--runs N] [--seed S]      every fixed k vs controllers
     halospec-tui discover [--address URL] [--pick N --write FILE]   find local servers
                                                                     (also: --discover)
 
 Exit codes: halospec_tui/exitcodes.py (0 done, 1 internal error, 2 bad input, 3 server not
-answering its health check, 130 interrupted).
+answering its health check, 130 interrupted, 141 stdout's reader left). Without a terminal
+the run command runs headless; a closed stdout stops the run quietly.
 """
 
 from __future__ import annotations
