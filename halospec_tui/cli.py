@@ -30,15 +30,16 @@ from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
 from halospec_tui.backends import discover as disc
 from halospec_tui.backends.base import BackendUnavailable
+from halospec_tui.backends.registry import KINDS
 from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
 from halospec_tui.core.events import Event, ModeFinished, Notice
 from halospec_tui.core.results import ResultsFileError, read_run
 from halospec_tui.discovered_profile import write_profile
-from halospec_tui.evaluation import run_evaluation
+from halospec_tui.evaluation import evaluation_profile, run_evaluation
 from halospec_tui.exitcodes import ExitCode
 from halospec_tui.headless import HeadlessPrinter, format_summary
 from halospec_tui.procs import children
-from halospec_tui.session import Session, new_run_dir
+from halospec_tui.session import Session, new_run_dir, run_dir_for
 
 STOP_GRACE_S = 5.0
 
@@ -133,6 +134,17 @@ def _run_options(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None
         action="store_true",
         default=_keep(False, suppress),
         help="no monitor: print a line per step, then the summary",
+    )
+    _check_option(ap, suppress=suppress)
+
+
+def _check_option(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        default=_keep(False, suppress),
+        help="check the profile and options, say what would run, and exit (nothing started, "
+        "nothing written)",
     )
 
 
@@ -236,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, metavar="S", help="first seed (default: the profile's run.seed)"
     )
     evaluate.add_argument("--steps", action="store_true", help="print a line per step")
+    _check_option(evaluate, suppress=True)
 
     discover = commands.add_parser(
         "discover",
@@ -253,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         prof = resolve_profile(args.profile)
+        if args.check:
+            return check_run(prof, args.out)
         if args.headless:
             return run_headless(prof, args.out)
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -265,6 +280,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_monitor(prof, args.out)
     except profile_mod.ProfileError as e:
         return _fail(str(e), ExitCode.INPUT)
+
+
+def check_run(prof: profile_mod.Profile, out: str | None, what: str = "run") -> int:
+    """--check: every check a run makes before it starts (the profile, its prompts, the run
+    folder), then one line saying what would run; nothing is started or written."""
+    run_dir = run_dir_for(prof, out)
+    b = prof.backend
+    url = b.url or KINDS[b.kind].default_url or "started by the harness"
+    print(
+        f"{what} OK: profile {prof.name}, {len(prof.run.modes)} modes, {prof.total_steps()} "
+        f"steps, backend {b.kind} ({url}), into {run_dir}"
+    )
+    return ExitCode.OK
 
 
 def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
@@ -386,6 +414,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             stamp = new_run_dir(prof.run.out_dir)
             out = stamp.with_name(f"eval-{stamp.name}")
+        evaluated = evaluation_profile(prof)
+        profile_mod.validate(evaluated)  # what evaluate makes of the profile must hold too
+        run_dir_for(evaluated, out / "run-1")
+        if args.check:
+            return check_run(
+                evaluated, str(out), f"evaluate ({args.runs} run{'s' if args.runs > 1 else ''})"
+            )
         pipe_closed = threading.Event()
 
         def stop_for_pipe() -> None:  # stdout's reader left: stop as Ctrl+C would, quietly
@@ -524,6 +559,7 @@ TOP_LEVEL_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile": ("--profile", ("run", "evaluate")),
     "out": ("--out", ("run", "evaluate")),
     "headless": ("--headless", ("run",)),
+    "check": ("--check", ("run", "evaluate")),
     "discover": ("--discover", ("discover",)),
     "pick": ("--pick", ("discover",)),
     "write": ("--write", ("discover",)),

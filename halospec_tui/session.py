@@ -31,6 +31,27 @@ def new_run_dir(parent: str | Path) -> Path:
     return path
 
 
+def run_dir_for(profile: Profile, out: str | Path | None) -> Path:
+    """The folder a run of `profile` will write into (`--out`, else a new one under
+    run.out_dir), checked but not created: ProfileError when it cannot be a run folder."""
+    if out is not None:
+        run_dir = Path(out)
+        if (run_dir / "results.csv").exists():
+            raise ProfileError(
+                f"--out {run_dir}: already holds results.csv (expected a new or empty folder)"
+            )
+        where = f"--out {run_dir}"
+    else:
+        run_dir = new_run_dir(profile.run.out_dir)
+        where = f"run.out_dir {profile.run.out_dir}"
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ProfileError(f"{where}: {folder} is a file (expected a folder)")
+            break
+    return run_dir
+
+
 class Session:
     def __init__(
         self, profile: Profile, run_dir: Path, backend: Backend, prompts: PromptSchedule
@@ -65,15 +86,8 @@ class Session:
     ) -> Session:
         """Validate everything a user can get wrong before writing anything."""
         prompts = PromptSchedule(load_prompts(profile))
+        run_dir = run_dir_for(profile, out)
         backend = backend or make_backend(profile)
-        if out is not None:
-            run_dir = Path(out)
-            if (run_dir / "results.csv").exists():
-                raise ProfileError(
-                    f"--out {run_dir}: already holds results.csv (expected a new or empty folder)"
-                )
-        else:
-            run_dir = new_run_dir(profile.run.out_dir)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:

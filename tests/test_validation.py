@@ -185,3 +185,31 @@ def test_argparse_error_is_one_line_as_a_child_process(tmp_path: Path) -> None:
         "halospec-tui: error: unrecognized arguments: --nope (see halospec-tui --help)\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_validates_says_what_would_run_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prof = tmp_path / "p.toml"
+    prof.write_text("name = 'tiny'\n[run]\nmodes = ['fixed_1', 'adaptive']\nsteps_fixed = 3\n")
+    out = tmp_path / "out"
+    code, text, err = _main(["run", "--check", "--profile", str(prof), "--out", str(out)], capsys)
+    assert (code, err) == (0, "")
+    assert (
+        text
+        == f"run OK: profile tiny, 2 modes, 18 steps, backend embedded (started by the harness), into {out}\n"
+    )
+    code, text, err = _main(["--check", "--profile", str(prof), "--out", str(out)], capsys)
+    assert code == 0 and text.startswith("run OK")
+    (tmp_path / "file").write_text("")
+    code, text, err = _main(
+        ["--check", "--profile", str(prof), "--out", str(tmp_path / "file" / "x")], capsys
+    )
+    assert code == 2 and err.count("\n") == 1 and "is a file (expected a folder)" in err
+    code, text, err = _main(
+        ["evaluate", "--check", "--profile", str(prof), "--out", str(out)], capsys
+    )
+    assert code == 0 and text.startswith("evaluate (1 run) OK: profile tiny, 9 modes"), text
+    code, text, err = _main(["report", "--check", "x"], capsys)
+    assert code == 2 and "unrecognized arguments: --check" in err
+    assert set(tmp_path.iterdir()) == {prof, tmp_path / "file"}  # nothing written
