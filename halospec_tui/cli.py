@@ -44,8 +44,16 @@ from halospec_tui.session import Session, new_run_dir, run_dir_for
 STOP_GRACE_S = 5.0
 
 
+def one_line(text: str) -> str:
+    """`text` with anything unprintable (a newline in a file name or an argument) escaped, so
+    that a refusal stays the one line it promises."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(msg: str, code: ExitCode) -> ExitCode:
-    print(f"halospec-tui: {msg}", file=sys.stderr)
+    print(f"halospec-tui: {one_line(msg)}", file=sys.stderr)
     return code
 
 
@@ -72,6 +80,7 @@ class Parser(argparse.ArgumentParser):
     block and then the error: the one-line rule every other refusal follows."""
 
     def error(self, message: str) -> NoReturn:
+        message = one_line(message)
         self.exit(ExitCode.INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -29,6 +29,7 @@ import tomli_w
 
 from halospec_tui import modes as modes_mod
 from halospec_tui import prompts as prompts_mod
+from halospec_tui import textfile
 from halospec_tui.backends.registry import AUTO, CHANNELS, KINDS
 from halospec_tui.controllers.registry import REGISTRY
 from halospec_tui.prompts import CATEGORIES, Prompt
@@ -44,6 +45,9 @@ HALOSPEC_PROMPT = (
 # (core/confidence.py): named here, where a profile is checked, and read there
 ORDERS = ("auto", "interleaved", "blocks", "sequential")
 METRIC_NAMES = ("tokens_per_s", "score")
+
+
+PROFILE_LIMIT = 1 << 20  # bytes: a profile is a page of settings; /dev/zero is not one
 
 
 class ProfileError(ValueError):
@@ -537,24 +541,15 @@ def load(path: str | os.PathLike[str]) -> Profile:
     """Load a profile file strictly; relative prompts_file paths resolve against the file."""
     p = Path(path)
     try:
-        data_bytes = p.read_bytes()
-    except FileNotFoundError:
-        raise ProfileError(f"{p}: file not found (expected a TOML profile)") from None
-    except IsADirectoryError:
-        raise ProfileError(f"{p}: a folder (expected a TOML profile)") from None
-    except OSError as e:
-        raise ProfileError(f"{p}: cannot read ({e.strerror or e})") from None
-    try:
-        text = data_bytes.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ProfileError(
-            f"{p}: not UTF-8 text (byte 0x{data_bytes[e.start]:02x} at offset {e.start}; "
-            "expected a TOML profile)"
-        ) from None
+        text = textfile.read_text(p, what="a TOML profile", limit=PROFILE_LIMIT)
+    except textfile.TextFileError as e:
+        raise ProfileError(str(e)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{p}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise ProfileError(f"{p}: not valid TOML (nested too deeply)") from None
     profile = from_dict(data, source=str(p))
     pf = profile.request.prompts_file
     if pf and not Path(pf).is_absolute() and not Path(pf).exists():

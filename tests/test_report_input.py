@@ -178,3 +178,10 @@ def test_summary_json_of_the_run_is_used_when_it_fits(
     (tmp_path / "summary.json").write_text(json.dumps(computed))
     _, saved = results.read_run(tmp_path)
     assert saved["recommendation"]["mode"] == "fixed_4"
+
+
+def test_an_endless_file_is_refused_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _report(["/dev/zero"], capsys)
+    assert code == 2 and err == (
+        "halospec-tui: /dev/zero: a binary file (expected a results CSV, UTF-8 text)\n"
+    )

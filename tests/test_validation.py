@@ -106,9 +106,34 @@ def test_unreadable_profiles(tmp_path: Path) -> None:
     with pytest.raises(P.ProfileError, match=r": a folder \(expected a TOML profile\)"):
         P.load(tmp_path)
     binary = tmp_path / "b.toml"
-    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe")
-    with pytest.raises(P.ProfileError, match=r"not UTF-8 text \(byte 0xd0 at offset 8"):
+    binary.write_bytes(b"[run\xd0\xff\xfe")
+    with pytest.raises(P.ProfileError, match=r"not UTF-8 text \(byte 0xd0 at offset 4"):
         P.load(binary)
+    elf = tmp_path / "elf.toml"
+    elf.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe")
+    with pytest.raises(P.ProfileError, match=r"a binary file \(expected a TOML profile"):
+        P.load(elf)
+    with pytest.raises(P.ProfileError, match=r"/dev/zero: a binary file"):
+        P.load("/dev/zero")  # refused after its first 64 KiB, not read forever
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 100_000)
+    with pytest.raises(P.ProfileError, match=r"not valid TOML \(nested too deeply\)"):
+        P.load(deep)
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (2 << 20))
+    with pytest.raises(P.ProfileError, match=r"larger than 1 MiB \(expected a TOML profile\)"):
+        P.load(big)
+    for suite, expected in (
+        ("/dev/zero", "request.prompts_file: /dev/zero: a binary file"),
+        ("deep.jsonl", "deep.jsonl:1: not valid JSON (nested too deeply)"),
+        ("nope.jsonl", "request.prompts_file: nope.jsonl: file not found"),
+    ):
+        (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "\n")
+        prof = tmp_path / "suite.toml"
+        prof.write_text(f"[request]\nprompts_file = '{suite}'\n")
+        with pytest.raises(P.ProfileError) as e:
+            P.load(prof)
+        assert expected in str(e.value) and "\n" not in str(e.value), e.value
 
 
 def test_malformed_url_never_waits_for_a_health_check(tmp_path: Path) -> None:

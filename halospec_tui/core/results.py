@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from halospec_tui import redact
+from halospec_tui import redact, textfile
 from halospec_tui.core import verdict
 from halospec_tui.core.events import Event, ModeFinished, RunFinished, StepResult, StepRow
 from halospec_tui.core.recommendation import (
@@ -189,23 +189,18 @@ class ResultsFileError(ValueError):
 REQUIRED = {f.name for f in dataclasses.fields(StepRow) if f.default is dataclasses.MISSING}
 
 
+RESULTS_LIMIT = 1 << 30  # bytes of a results CSV report reads (a million rows is ~300 MB)
+
+
 def _text_of(path: Path) -> str:
     """The file as text, or ResultsFileError saying why it is not a CSV we can read."""
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ResultsFileError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not data.strip():
+        text = textfile.read_text(path, what="a results CSV", limit=RESULTS_LIMIT)
+    except textfile.TextFileError as e:
+        raise ResultsFileError(str(e)) from None
+    if not text.strip():
         raise ResultsFileError(f"{path}: empty file (expected a results CSV with a header line)")
-    if b"\x00" in data:
-        raise ResultsFileError(f"{path}: a binary file (expected a results CSV, UTF-8 text)")
-    try:
-        return data.decode("utf-8-sig")  # a byte-order mark (a spreadsheet's save) is fine
-    except UnicodeDecodeError as e:
-        raise ResultsFileError(
-            f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}; "
-            "expected a results CSV)"
-        ) from None
+    return text
 
 
 def load_table(csv_path: Path) -> tuple[list[StepRow], list[int]]:
