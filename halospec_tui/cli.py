@@ -30,6 +30,7 @@ from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
 from halospec_tui.backends import discover as disc
 from halospec_tui.backends.base import BackendUnavailable
+from halospec_tui.backends.factory import make_backend
 from halospec_tui.backends.registry import KINDS
 from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
 from halospec_tui.core.events import Event, ModeFinished, Notice
@@ -39,7 +40,7 @@ from halospec_tui.evaluation import evaluation_profile, run_evaluation
 from halospec_tui.exitcodes import ExitCode
 from halospec_tui.headless import HeadlessPrinter, format_summary
 from halospec_tui.procs import children
-from halospec_tui.session import Session, new_run_dir, run_dir_for
+from halospec_tui.session import Session, new_run_dir, preflight, run_dir_for
 
 STOP_GRACE_S = 5.0
 
@@ -295,6 +296,7 @@ def check_run(prof: profile_mod.Profile, out: str | None, what: str = "run") -> 
     """--check: every check a run makes before it starts (the profile, its prompts, the run
     folder), then one line saying what would run; nothing is started or written."""
     run_dir = run_dir_for(prof, out)
+    preflight(make_backend(prof))
     b = prof.backend
     url = b.url or KINDS[b.kind].default_url or "started by the harness"
     print(

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from halospec_tui.backends.base import Backend
+from halospec_tui.backends.base import Backend, BackendUnavailable
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.core.events import EventBus, LoadChanged, Notice
 from halospec_tui.core.load import CpuSampler, ForeignCpu, LoadInjector, local_server_pids
@@ -52,6 +52,14 @@ def run_dir_for(profile: Profile, out: str | Path | None) -> Path:
     return run_dir
 
 
+def preflight(backend: Backend) -> None:
+    """The backend's own checks of what its settings name (Backend.preflight), as bad input."""
+    try:
+        backend.preflight()
+    except BackendUnavailable as e:
+        raise ProfileError(e.reason) from None
+
+
 class Session:
     def __init__(
         self, profile: Profile, run_dir: Path, backend: Backend, prompts: PromptSchedule
@@ -88,6 +96,7 @@ class Session:
         prompts = PromptSchedule(load_prompts(profile))
         run_dir = run_dir_for(profile, out)
         backend = backend or make_backend(profile)
+        preflight(backend)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:

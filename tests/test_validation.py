@@ -238,3 +238,22 @@ def test_check_validates_says_what_would_run_and_writes_nothing(
     code, text, err = _main(["report", "--check", "x"], capsys)
     assert code == 2 and "unrecognized arguments: --check" in err
     assert set(tmp_path.iterdir()) == {prof, tmp_path / "file"}  # nothing written
+
+
+def test_a_managed_server_binary_or_model_that_is_not_there_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: exit 3 ("server not answering") with a run folder written. What a profile names
+    on this machine is checked (Backend.preflight) before the run folder is created."""
+    out = tmp_path / "out"
+    for backend, expected in (
+        (f"binary = '{tmp_path / 'nope'}'", "backend.binary"),
+        (f"binary = '{tmp_path}'", "is not an executable file"),
+        (f"binary = '/bin/true'\nmodel_path = '{tmp_path / 'm.gguf'}'", "backend.model_path"),
+    ):
+        prof = tmp_path / "p.toml"
+        prof.write_text(f"[backend]\nkind = 'llamacpp-managed'\n{backend}\n")
+        for extra in (["--headless"], ["--check"]):
+            code, text, err = _main([*extra, "--profile", str(prof), "--out", str(out)], capsys)
+            assert code == 2 and err.count("\n") == 1 and expected in err, err
+            assert not out.exists()
