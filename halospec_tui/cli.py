@@ -24,7 +24,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
@@ -32,15 +32,15 @@ from halospec_tui.backends import discover as disc
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.backends.registry import KINDS
-from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
-from halospec_tui.core.events import Event, ModeFinished, Notice
-from halospec_tui.core.results import ResultsFileError, read_run
-from halospec_tui.discovered_profile import write_profile
-from halospec_tui.evaluation import evaluation_profile, run_evaluation
 from halospec_tui.exitcodes import ExitCode
-from halospec_tui.headless import HeadlessPrinter, format_summary
 from halospec_tui.procs import children
-from halospec_tui.session import Session, new_run_dir, preflight, run_dir_for
+
+if TYPE_CHECKING:
+    from halospec_tui.core.events import Event
+
+# What a command needs beyond the profile (the session, core's statistics with numpy, the
+# printers, the evaluation) is imported inside the command: `--help`, an argparse error, an
+# option conflict or a bad profile then answer in ~0.2 s instead of ~1 s (docs/reliability.md).
 
 STOP_GRACE_S = 5.0
 
@@ -295,6 +295,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def check_run(prof: profile_mod.Profile, out: str | None, what: str = "run") -> int:
     """--check: every check a run makes before it starts (the profile, its prompts, the run
     folder), then one line saying what would run; nothing is started or written."""
+    from halospec_tui.session import preflight, run_dir_for
+
     run_dir = run_dir_for(prof, out)
     preflight(make_backend(prof))
     b = prof.backend
@@ -307,6 +309,9 @@ def check_run(prof: profile_mod.Profile, out: str | None, what: str = "run") -> 
 
 
 def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
+    from halospec_tui.headless import HeadlessPrinter, format_summary
+    from halospec_tui.session import Session
+
     session = Session.create(prof, out)
     interrupted = threading.Event()
     pipe_closed = threading.Event()
@@ -381,6 +386,9 @@ def _quiet_stdout() -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from halospec_tui.core.results import ResultsFileError, read_run
+    from halospec_tui.headless import format_summary
+
     try:
         _, summary = read_run(Path(args.path), args.run)
     except ResultsFileError as e:
@@ -409,6 +417,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Every fixed k and every listed controller on the profile's scenario, N seeded runs."""
+    from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
+    from halospec_tui.evaluation import evaluation_profile, run_evaluation
+    from halospec_tui.headless import HeadlessPrinter
+    from halospec_tui.session import new_run_dir, run_dir_for
+
     if args.runs < 1:
         return _fail(f"--runs: expected at least 1, got {args.runs}", ExitCode.INPUT)
     if args.seed is not None and not 0 <= args.seed <= 2**31 - args.runs:
@@ -486,6 +499,8 @@ def _pipe_safe(
 
 def _print_mode_lines(e: Event) -> None:
     """evaluate without --steps: a line per finished mode, and errors."""
+    from halospec_tui.core.events import ModeFinished, Notice
+
     if isinstance(e, ModeFinished):
         s = e.summary
         tps = s.get("tokens_per_s")
@@ -550,6 +565,8 @@ def run_discover(
         return _fail(
             f"--pick: expected a number from 1 to {len(found)}, got {pick}", ExitCode.INPUT
         )
+    from halospec_tui.discovered_profile import write_profile
+
     dest = write_profile(found[pick - 1], write)
     print(f"wrote {dest}; run it with: halospec-tui --profile {dest}")
     return ExitCode.OK
