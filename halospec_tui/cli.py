@@ -280,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return check_run(prof, args.out)
         if args.headless:
             return run_headless(prof, args.out)
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if not on_a_terminal():
             # the monitor needs a terminal to draw on and read keys from; without one it
             # would draw into a file and wait for keys that never come
             print("halospec-tui: no terminal: running headless (--headless)", file=sys.stderr)
@@ -290,6 +290,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_monitor(prof, args.out)
     except profile_mod.ProfileError as e:
         return _fail(str(e), ExitCode.INPUT)
+
+
+def on_a_terminal() -> bool:
+    """stdin and stdout are both a terminal (either may be closed: `<&-` makes it None)."""
+    return all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout))
 
 
 def check_run(prof: profile_mod.Profile, out: str | None, what: str = "run") -> int:
@@ -393,7 +398,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _, summary = read_run(Path(args.path), args.run)
     except ResultsFileError as e:
         return _fail(str(e), ExitCode.INPUT)
-    if args.text or not sys.stdout.isatty():
+    if args.text or not on_a_terminal():
         try:
             text = format_summary(summary)
         except (TypeError, ValueError, KeyError, AttributeError) as e:
@@ -542,7 +547,7 @@ def run_discover(
             file=sys.stderr,
         )
         return ExitCode.SERVER
-    if pick is None and sys.stdin.isatty() and sys.stdout.isatty():
+    if pick is None and on_a_terminal():
         try:
             answer = input(
                 f"write a profile for which server? [1-{len(found)}, Enter: none] "

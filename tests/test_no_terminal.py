@@ -141,3 +141,20 @@ def test_report_into_a_closed_pipe(tmp_path: Path) -> None:
     )
     assert r.stdout.splitlines()[-1] in ("status 0", "status 141"), r.stdout
     assert r.stderr == ""
+
+
+def test_closed_stdin_is_no_terminal_either(tmp_path: Path) -> None:
+    """`<&-` leaves Python without a sys.stdin at all (None): still headless, no traceback."""
+    prof = tmp_path / "tiny.toml"
+    prof.write_text(TINY)
+    r = subprocess.run(
+        ["bash", "-c", f'"$0" -m halospec_tui --profile "{prof}" --out "{tmp_path / "run"}" <&-']
+        + [sys.executable],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[0] == "halospec-tui: no terminal: running headless (--headless)"
+    assert "Traceback" not in r.stderr and "RECOMMENDATION" in r.stdout
