@@ -34,6 +34,7 @@ from halospec_tui.backends.factory import make_backend
 from halospec_tui.backends.registry import KINDS
 from halospec_tui.exitcodes import ExitCode
 from halospec_tui.procs import children
+from halospec_tui.textfile import one_line
 
 if TYPE_CHECKING:
     from halospec_tui.core.events import Event
@@ -43,14 +44,6 @@ if TYPE_CHECKING:
 # option conflict or a bad profile then answer in ~0.2 s instead of ~1 s (docs/reliability.md).
 
 STOP_GRACE_S = 5.0
-
-
-def one_line(text: str) -> str:
-    """`text` with anything unprintable (a newline in a file name or an argument) escaped, so
-    that a refusal stays the one line it promises."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _fail(msg: str, code: ExitCode) -> ExitCode:
@@ -572,7 +565,12 @@ def run_discover(
         )
     from halospec_tui.discovered_profile import write_profile
 
-    dest = write_profile(found[pick - 1], write)
+    try:
+        dest = write_profile(found[pick - 1], write)
+    except OSError as e:
+        return _fail(
+            f"--write {write or 'profiles/'}: cannot write ({e.strerror or e})", ExitCode.INPUT
+        )
     print(f"wrote {dest}; run it with: halospec-tui --profile {dest}")
     return ExitCode.OK
 

@@ -1,5 +1,5 @@
-"""Reading a text file a user handed us (a profile, a prompt suite, a results CSV): bounded,
-decoded, and refused in one line when it is not text.
+"""Text from outside: a file a user handed us (a profile, a prompt suite, a results CSV) read
+bounded, decoded, and refused in one line when it is not text; and any text made one line.
 
 Each reader used to call `read_text()` and handle some of what can go wrong; a binary file, a
 folder, /dev/zero or a file in another encoding reached a traceback or filled the memory.
@@ -50,3 +50,11 @@ def read_text(path: str | Path, *, what: str, limit: int) -> str:
             f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}; "
             f"expected {what})"
         ) from None
+
+
+def one_line(text: str) -> str:
+    """`text` with anything unprintable (a newline in a file name, an argument or a server's
+    model name) escaped: a refusal stays the one line it promises, a comment stays a comment."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

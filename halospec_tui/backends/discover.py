@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.registry import KINDS
+from halospec_tui.textfile import one_line
 
 PROBE_TIMEOUT_S = 0.5
 DEFAULT_ADDRESSES: tuple[str, ...] = (
@@ -66,7 +67,8 @@ class Found:
         return self.loaded_model or (self.models[0] if self.models else "")
 
     def line(self) -> str:
-        models = ", ".join(self.models[:3]) + (
+        """One line, whatever the server answered (its model names are escaped)."""
+        models = ", ".join(one_line(m) for m in self.models[:3]) + (
             f" (+{len(self.models) - 3})" if len(self.models) > 3 else ""
         )
         return (
