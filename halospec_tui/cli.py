@@ -418,7 +418,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
     from halospec_tui.evaluation import evaluation_profile, run_evaluation
     from halospec_tui.headless import HeadlessPrinter
-    from halospec_tui.session import new_run_dir, run_dir_for
+    from halospec_tui.session import new_run_dir, preflight, run_dir_for
 
     if args.runs < 1:
         return _fail(f"--runs: expected at least 1, got {args.runs}", ExitCode.INPUT)
@@ -439,6 +439,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         evaluated = evaluation_profile(prof)
         profile_mod.validate(evaluated)  # what evaluate makes of the profile must hold too
         run_dir_for(evaluated, out / "run-1")
+        preflight(make_backend(evaluated))  # before the evaluation's folder is created
         if args.check:
             return check_run(
                 evaluated, str(out), f"evaluate ({args.runs} run{'s' if args.runs > 1 else ''})"

@@ -257,3 +257,14 @@ def test_a_managed_server_binary_or_model_that_is_not_there_is_bad_input(
             code, text, err = _main([*extra, "--profile", str(prof), "--out", str(out)], capsys)
             assert code == 2 and err.count("\n") == 1 and expected in err, err
             assert not out.exists()
+
+
+def test_evaluate_checks_the_backend_before_its_folder_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prof = tmp_path / "p.toml"
+    prof.write_text(f"[backend]\nkind = 'llamacpp-managed'\nbinary = '{tmp_path / 'nope'}'\n")
+    out = tmp_path / "eval"
+    code, text, err = _main(["evaluate", "--profile", str(prof), "--out", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "backend.binary" in err, err
+    assert not out.exists()
