@@ -484,6 +484,58 @@ def test_report_on_a_folder_with_any_summary_json(summary: str) -> None:
         assert o.code == 0  # the rows are fine: whatever summary.json holds, they are reported
 
 
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder the real sweep wrote (every column of results.csv, summary.json, the
+    profile), once per module, for the damage below."""
+    d = tmp_path_factory.mktemp("real")
+    (d / "p.toml").write_text(tomli_w.dumps(TINY))
+    o = run_child(["--headless", "--profile", str(d / "p.toml"), "--out", str(d / "run")], d)
+    assert o.code == 0, o.err
+    return d / "run"
+
+
+@st.composite
+def damaged_rows(draw: st.DrawFn, text: str) -> str:
+    """results.csv with one kind of damage: a cell replaced, rows cut, dropped, repeated (a
+    second run), columns swapped, or the file cut short anywhere."""
+    rows = list(csv.reader(io.StringIO(text)))
+    kind = draw(st.sampled_from(["cell", "cut", "drop", "repeat", "swap", "truncate"]))
+    if kind == "cell":
+        for _ in range(draw(st.integers(1, 3))):
+            i = draw(st.integers(1, len(rows) - 1))
+            j = draw(st.integers(0, len(rows[i]) - 1))
+            rows[i][j] = draw(cells)
+    elif kind == "cut":
+        i = draw(st.integers(1, len(rows) - 1))
+        rows[i] = rows[i][: draw(st.integers(0, len(rows[i]) - 1))]
+    elif kind == "drop":
+        del rows[draw(st.integers(1, len(rows) - 1))]
+    elif kind == "repeat":
+        rows += rows[1 : draw(st.integers(2, len(rows)))]
+    elif kind == "swap":
+        i, j = draw(st.integers(0, len(rows[0]) - 1)), draw(st.integers(0, len(rows[0]) - 1))
+        rows[0][i], rows[0][j] = rows[0][j], rows[0][i]
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    out = buf.getvalue()
+    if kind == "truncate":
+        out = out[: draw(st.integers(0, len(out)))]
+    return out
+
+
+@settings(FUZZ, max_examples=60)
+@given(st.data())
+def test_report_on_a_damaged_real_run(real_run: Path, data: st.DataObject) -> None:
+    with scratch() as d:
+        run = d / "run"
+        shutil.copytree(real_run, run)
+        text = (real_run / "results.csv").read_text()
+        (run / "results.csv").write_text(data.draw(damaged_rows(text)))
+        o = run_in_process(["report", "--text", str(run)], d)
+        _report_contract(o)
+
+
 @SAMPLE
 @given(report_inputs())
 def test_report_inputs_as_a_child_process(content: bytes) -> None:
