@@ -35,6 +35,7 @@ from halospec_tui.exitcodes import ExitCode
 from halospec_tui.procs import children
 from halospec_tui.profile import Profile, ProfileError
 from halospec_tui.session import Session
+from halospec_tui.textfile import one_line
 from halospec_tui.tui.messages import (
     BackendFailed,
     EventsBatch,
@@ -398,7 +399,7 @@ class ReportApp(App[None]):
 
 
 def _err(text: str) -> None:
-    print(f"halospec-tui: {text}", file=sys.stderr)
+    print(f"halospec-tui: {one_line(text)}", file=sys.stderr)
 
 
 def run_monitor(profile: Profile, out: str | None = None, *, backend: Any = None) -> int:
