@@ -1,19 +1,22 @@
 """Command line: subcommands, their arguments and exit codes; the monitor or headless output.
 
     halospec-tui [run] [--profile FILE] [--out DIR] [--headless]   the sweep (the default)
-    halospec-tui report RUN_FOLDER_OR_CSV [--text]                  a finished run's summary
+    halospec-tui report RUN_FOLDER_OR_CSV [--text] [--run N]        a finished run's summary
     halospec-tui evaluate --profile FILE [--runs N] [--seed S]      every fixed k vs controllers
     halospec-tui discover [--address URL] [--pick N --write FILE]   find local servers
                                                                     (also: --discover)
 
 Exit codes: halospec_tui/exitcodes.py (0 done, 1 internal error, 2 bad input, 3 server not
-answering its health check, 130 interrupted).
+answering its health check, 130 interrupted, 141 stdout's reader left). Without a terminal
+the run command runs headless; a closed stdout stops the run quietly.
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -21,27 +24,30 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
 from halospec_tui.backends import discover as disc
 from halospec_tui.backends.base import BackendUnavailable
-from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
-from halospec_tui.core.events import Event, ModeFinished, Notice
-from halospec_tui.core.results import ResultsFileError, read_run
-from halospec_tui.discovered_profile import write_profile
-from halospec_tui.evaluation import run_evaluation
+from halospec_tui.backends.factory import make_backend
+from halospec_tui.backends.registry import KINDS
 from halospec_tui.exitcodes import ExitCode
-from halospec_tui.headless import HeadlessPrinter, format_summary
 from halospec_tui.procs import children
-from halospec_tui.session import Session, new_run_dir
+from halospec_tui.textfile import one_line
+
+if TYPE_CHECKING:
+    from halospec_tui.core.events import Event
+
+# What a command needs beyond the profile (the session, core's statistics with numpy, the
+# printers, the evaluation) is imported inside the command: `--help`, an argparse error, an
+# option conflict or a bad profile then answer in ~0.2 s instead of ~1 s (docs/reliability.md).
 
 STOP_GRACE_S = 5.0
 
 
 def _fail(msg: str, code: ExitCode) -> ExitCode:
-    print(f"halospec-tui: {msg}", file=sys.stderr)
+    print(f"halospec-tui: {one_line(msg)}", file=sys.stderr)
     return code
 
 
@@ -61,6 +67,47 @@ def resolve_profile(path: str | None) -> profile_mod.Profile:
 
 
 # --- arguments -----------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (what was wrong and where to look), not the usage
+    block and then the error: the one-line rule every other refusal follows."""
+
+    def error(self, message: str) -> NoReturn:
+        message = one_line(message)
+        self.exit(ExitCode.INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _text(what: str) -> Callable[[str], str]:
+    """An argparse type: any text but the empty one (`--out ""` would mean "here")."""
+
+    def check(value: str) -> str:
+        if not value.strip() or "\x00" in value:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+        return value
+
+    return check
+
+
+def _seconds(value: str) -> float:
+    """An argparse type: a finite number of seconds above 0 (at most an hour)."""
+    try:
+        s = float(value)
+    except ValueError:
+        s = math.nan
+    if not (math.isfinite(s) and 0 < s <= 3600):
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 (at most 3600), got {value!r}")
+    return s
+
+
+def _url(value: str) -> str:
+    """An argparse type: a server's base URL, checked as backend.url is."""
+    problem = profile_mod.url_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"expected {problem}, got {value!r}")
+    return value
+
+
 # Options the top level shares with a subcommand (`halospec-tui --profile X` is `run`, and
 # `--discover` is `discover`) default to SUPPRESS in the subcommand, so that a value given
 # before the subcommand's name is not overwritten by the subcommand's default.
@@ -74,12 +121,14 @@ def _run_options(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None
     ap.add_argument(
         "--profile",
         metavar="FILE",
+        type=_text("a profile file"),
         default=_keep(None, suppress),
         help="run profile (TOML); default profiles/default.toml",
     )
     ap.add_argument(
         "--out",
         metavar="DIR",
+        type=_text("a folder"),
         default=_keep(None, suppress),
         help="run folder (default: <run.out_dir>/<timestamp>)",
     )
@@ -88,6 +137,17 @@ def _run_options(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None
         action="store_true",
         default=_keep(False, suppress),
         help="no monitor: print a line per step, then the summary",
+    )
+    _check_option(ap, suppress=suppress)
+
+
+def _check_option(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        default=_keep(False, suppress),
+        help="check the profile and options, say what would run, and exit (nothing started, "
+        "nothing written)",
     )
 
 
@@ -102,6 +162,7 @@ def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False)
     ap.add_argument(
         "--write",
         metavar="FILE",
+        type=_text("a file"),
         default=_keep(None, suppress),
         help="where (default profiles/discovered-KIND.toml)",
     )
@@ -109,20 +170,21 @@ def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False)
         "--address",
         action="append",
         metavar="URL",
+        type=_url,
         default=_keep(None, suppress),
         help="probe URL instead (repeatable)",
     )
     ap.add_argument(
         "--probe-timeout",
-        type=float,
+        type=_seconds,
         metavar="S",
-        default=_keep(disc.PROBE_TIMEOUT_S, suppress),
+        default=_keep(None, suppress),
         help=f"per probe ({disc.PROBE_TIMEOUT_S:g} s)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="halospec-tui",
         description="Sweep speculative-decoding draft lengths against a local server and watch "
         "it live. Without a command: run.",
@@ -155,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("path", help="run folder or results CSV (ours or the original HaloSpec's)")
     report.add_argument("--text", action="store_true", help="print the summary table instead")
+    report.add_argument(
+        "--run",
+        type=int,
+        metavar="N",
+        help="the N-th run of a CSV that holds several (HaloSpec appends runs to one file)",
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -165,12 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--profile",
         metavar="FILE",
+        type=_text("a profile file"),
         default=argparse.SUPPRESS,
         help="profile with a [scenario] section",
     )
     evaluate.add_argument(
         "--out",
         metavar="DIR",
+        type=_text("a folder"),
         default=argparse.SUPPRESS,
         help="folder (default: <run.out_dir>/eval-<time>)",
     )
@@ -181,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, metavar="S", help="first seed (default: the profile's run.seed)"
     )
     evaluate.add_argument("--steps", action="store_true", help="print a line per step")
+    _check_option(evaluate, suppress=True)
 
     discover = commands.add_parser(
         "discover",
@@ -198,7 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         prof = resolve_profile(args.profile)
+        if args.check:
+            return check_run(prof, args.out)
         if args.headless:
+            return run_headless(prof, args.out)
+        if not on_a_terminal():
+            # the monitor needs a terminal to draw on and read keys from; without one it
+            # would draw into a file and wait for keys that never come
+            print("halospec-tui: no terminal: running headless (--headless)", file=sys.stderr)
             return run_headless(prof, args.out)
         from halospec_tui.tui.app import run_monitor  # textual: only for the monitor
 
@@ -207,11 +285,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(str(e), ExitCode.INPUT)
 
 
+def on_a_terminal() -> bool:
+    """stdin and stdout are both a terminal (either may be closed: `<&-` makes it None)."""
+    return all(s is not None and s.isatty() for s in (sys.stdin, sys.stdout))
+
+
+def check_run(prof: profile_mod.Profile, out: str | None, what: str = "run") -> int:
+    """--check: every check a run makes before it starts (the profile, its prompts, the run
+    folder), then one line saying what would run; nothing is started or written."""
+    from halospec_tui.session import preflight, run_dir_for
+
+    run_dir = run_dir_for(prof, out)
+    preflight(make_backend(prof))
+    b = prof.backend
+    url = b.url or KINDS[b.kind].default_url or "started by the harness"
+    print(
+        f"{what} OK: profile {prof.name}, {len(prof.run.modes)} modes, {prof.total_steps()} "
+        f"steps, backend {b.kind} ({url}), into {run_dir}"
+    )
+    return ExitCode.OK
+
+
 def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
+    from halospec_tui.headless import HeadlessPrinter, format_summary
+    from halospec_tui.session import Session
+
     session = Session.create(prof, out)
-    session.bus.subscribe(HeadlessPrinter())
     interrupted = threading.Event()
+    pipe_closed = threading.Event()
     outcome: dict[str, Any] = {}
+
+    def stop_for_pipe() -> None:  # nobody reads the lines any more: stop, as `yes | head` does
+        pipe_closed.set()
+        session.runner.cancel()
+
+    session.bus.subscribe(HeadlessPrinter(on_closed=stop_for_pipe))
 
     def on_signal(signum: int, frame: Any) -> None:
         interrupted.set()
@@ -229,9 +337,9 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     worker = threading.Thread(target=work, name="sweep", daemon=True)
     try:
         worker.start()
-        while worker.is_alive() and not interrupted.is_set():
+        while worker.is_alive() and not interrupted.is_set() and not pipe_closed.is_set():
             worker.join(0.2)
-        if interrupted.is_set():
+        if interrupted.is_set() or pipe_closed.is_set():
             worker.join(STOP_GRACE_S)  # the step in flight ends or is abandoned
         err = outcome.get("error")
         summary = None if isinstance(err, BackendUnavailable) else session.final_summary()
@@ -242,6 +350,9 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     err = outcome.get("error")
     if isinstance(err, BackendUnavailable):
         return _fail(f"server not answering: {err.url} ({err.reason})", ExitCode.SERVER)
+    if pipe_closed.is_set():
+        _quiet_stdout()
+        return ExitCode.BROKEN_PIPE
     print()
     print(format_summary(summary or {}))
     print(f"results: {session.run_dir}")
@@ -256,20 +367,47 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     return ExitCode.OK
 
 
+def _quiet_stdout() -> None:
+    """Point stdout (and stderr, when it went into the same closed pipe) at /dev/null, so that
+    nothing still buffered for a reader that left raises BrokenPipeError again on exit."""
+    with contextlib.suppress(Exception):
+        out, err = sys.stdout.fileno(), sys.stderr.fileno()
+        same = os.path.sameopenfile(out, err)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out)
+        if same:
+            os.dup2(devnull, err)
+        os.close(devnull)
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from halospec_tui.core.results import ResultsFileError, read_run
+    from halospec_tui.headless import format_summary
+
     try:
-        _, summary = read_run(Path(args.path))
+        _, summary = read_run(Path(args.path), args.run)
     except ResultsFileError as e:
         return _fail(str(e), ExitCode.INPUT)
-    if args.text or not sys.stdout.isatty():
-        print(format_summary(summary))
+    if args.text or not on_a_terminal():
+        try:
+            text = format_summary(summary)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            # a summary.json of the right shape with values of the wrong kind: say so, and
+            # report what the rows say
+            print(
+                f"halospec-tui: {args.path}: summary.json not usable ({e.__class__.__name__}); "
+                "the summary below is computed from the rows",
+                file=sys.stderr,
+            )
+            text = format_summary(read_run(Path(args.path), args.run, use_saved=False)[1])
+        print(text)
         return ExitCode.OK
     from halospec_tui.tui.app import run_report  # textual: only for the screen
 
-    return run_report(Path(args.path))
+    return run_report(Path(args.path), run=args.run)
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -277,6 +415,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Every fixed k and every listed controller on the profile's scenario, N seeded runs."""
+    from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
+    from halospec_tui.evaluation import evaluation_profile, run_evaluation
+    from halospec_tui.headless import HeadlessPrinter
+    from halospec_tui.session import new_run_dir, preflight, run_dir_for
+
     if args.runs < 1:
         return _fail(f"--runs: expected at least 1, got {args.runs}", ExitCode.INPUT)
     if args.seed is not None and not 0 <= args.seed <= 2**31 - args.runs:
@@ -293,7 +436,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             stamp = new_run_dir(prof.run.out_dir)
             out = stamp.with_name(f"eval-{stamp.name}")
-        on_event = HeadlessPrinter() if args.steps else _print_mode_lines
+        evaluated = evaluation_profile(prof)
+        profile_mod.validate(evaluated)  # what evaluate makes of the profile must hold too
+        run_dir_for(evaluated, out / "run-1")
+        preflight(make_backend(evaluated))  # before the evaluation's folder is created
+        if args.check:
+            return check_run(
+                evaluated, str(out), f"evaluate ({args.runs} run{'s' if args.runs > 1 else ''})"
+            )
+        pipe_closed = threading.Event()
+
+        def stop_for_pipe() -> None:  # stdout's reader left: stop as Ctrl+C would, quietly
+            if not pipe_closed.is_set():
+                pipe_closed.set()
+                _thread.interrupt_main()
+
+        on_event: Callable[[Event], None] = (
+            HeadlessPrinter(on_closed=stop_for_pipe)
+            if args.steps
+            else _pipe_safe(_print_mode_lines, stop_for_pipe)
+        )
 
         def on_term(signum: int, frame: Any) -> None:  # SIGTERM as Ctrl+C: stop cleanly
             raise KeyboardInterrupt
@@ -301,6 +463,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         old = signal.signal(signal.SIGTERM, on_term)
         try:
             result = run_evaluation(prof, out, args.runs, on_event=on_event)
+        except KeyboardInterrupt:
+            if not pipe_closed.is_set():
+                raise
+            _quiet_stdout()
+            return ExitCode.BROKEN_PIPE
         finally:
             signal.signal(signal.SIGTERM, old)
     except profile_mod.ProfileError as e:
@@ -315,8 +482,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _pipe_safe(
+    fn: Callable[[Event], None], on_closed: Callable[[], None]
+) -> Callable[[Event], None]:
+    """`fn`, calling `on_closed` instead of raising when stdout's reader has left."""
+
+    def call(e: Event) -> None:
+        try:
+            fn(e)
+        except BrokenPipeError:
+            on_closed()
+
+    return call
+
+
 def _print_mode_lines(e: Event) -> None:
     """evaluate without --steps: a line per finished mode, and errors."""
+    from halospec_tui.core.events import ModeFinished, Notice
+
     if isinstance(e, ModeFinished):
         s = e.summary
         tps = s.get("tokens_per_s")
@@ -334,9 +517,8 @@ def _print_mode_lines(e: Event) -> None:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    return run_discover(
-        addresses=args.address, pick=args.pick, write=args.write, timeout=args.probe_timeout
-    )
+    timeout = disc.PROBE_TIMEOUT_S if args.probe_timeout is None else args.probe_timeout
+    return run_discover(addresses=args.address, pick=args.pick, write=args.write, timeout=timeout)
 
 
 def run_discover(
@@ -359,7 +541,7 @@ def run_discover(
             file=sys.stderr,
         )
         return ExitCode.SERVER
-    if pick is None and sys.stdin.isatty() and sys.stdout.isatty():
+    if pick is None and on_a_terminal():
         try:
             answer = input(
                 f"write a profile for which server? [1-{len(found)}, Enter: none] "
@@ -382,7 +564,14 @@ def run_discover(
         return _fail(
             f"--pick: expected a number from 1 to {len(found)}, got {pick}", ExitCode.INPUT
         )
-    dest = write_profile(found[pick - 1], write)
+    from halospec_tui.discovered_profile import write_profile
+
+    try:
+        dest = write_profile(found[pick - 1], write)
+    except OSError as e:
+        return _fail(
+            f"--write {write or 'profiles/'}: cannot write ({e.strerror or e})", ExitCode.INPUT
+        )
     print(f"wrote {dest}; run it with: halospec-tui --profile {dest}")
     return ExitCode.OK
 
@@ -395,14 +584,52 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+# the options the top level takes for a command (`halospec-tui --profile X` is run, `--discover
+# --pick 2` is discover) and the commands that read each: one given to any other command would
+# be ignored without a word, so it is refused
+TOP_LEVEL_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "profile": ("--profile", ("run", "evaluate")),
+    "out": ("--out", ("run", "evaluate")),
+    "headless": ("--headless", ("run",)),
+    "check": ("--check", ("run", "evaluate")),
+    "discover": ("--discover", ("discover",)),
+    "pick": ("--pick", ("discover",)),
+    "write": ("--write", ("discover",)),
+    "address": ("--address", ("discover",)),
+    "probe_timeout": ("--probe-timeout", ("discover",)),
+}
+
+
+def option_conflict(args: argparse.Namespace, command: str) -> str | None:
+    """One line for an option given to a command that does not read it, or None."""
+    for dest, (flag, commands) in TOP_LEVEL_OPTIONS.items():
+        if command not in commands and getattr(args, dest, None) not in (None, False):
+            used = " or ".join(commands)
+            if dest == "discover":
+                return f"--discover is the discover command; it does not go with {command}"
+            if commands == ("discover",):
+                return f"{flag} is an option of discover (halospec-tui --discover {flag} ...)"
+            return f"{flag} is an option of {used}, not of {command}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # --help, --version, or the one line of an argparse error
+            return e.code if isinstance(e.code, int) else ExitCode.INPUT
         command = args.command or ("discover" if args.discover else "run")
+        conflict = option_conflict(args, command)
+        if conflict:
+            return _fail(conflict, ExitCode.INPUT)
         return COMMANDS[command](args)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout left (`report --text | head -1`)
+        _quiet_stdout()
+        return ExitCode.BROKEN_PIPE
     finally:
         with contextlib.suppress(Exception):
             children.stop_all()

@@ -6,12 +6,14 @@ is a normal profile, with comments that say what was found.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 from halospec_tui import modes
 from halospec_tui.backends.discover import Found
 from halospec_tui.profile import Profile
+from halospec_tui.textfile import one_line
 
 
 def profile_for(found: Found, base: Profile | None = None) -> Profile:
@@ -23,7 +25,7 @@ def profile_for(found: Found, base: Profile | None = None) -> Profile:
     p.backend.url = found.url
     p.backend.draft_channel = found.channel
     if found.model:
-        p.request.model = found.model
+        p.request.model = one_line(found.model)  # a server's words: no control characters
     if found.channel == "none":
         # the server's k is fixed: one mode at that k, not nine measurements of one configuration
         p.run.modes = [modes.fixed(found.k_guess or 3)]
@@ -40,15 +42,22 @@ def write_profile(
     """Write profile_for(found) as TOML (with a comment saying what was found); returns the path."""
     p = profile_for(found, base)
     dest = Path(path) if path is not None else default_profile_path(found)
-    head = [f"# {found.line()}"] + [f"# note: {n}" for n in found.notes]
+    # the server's words (its model names) go into comments: one line each, or a newline
+    # in a model name would write TOML of the server's choosing
+    head = [f"# {one_line(found.line())}"] + [f"# note: {one_line(n)}" for n in found.notes]
     if found.channel == "none":
         head.append(
             f"# run.modes holds one mode: set fixed_K to the draft length the server was started "
             f"with{' (guessed from /metrics: ' + str(found.k_guess) + ')' if found.k_guess else ''}"
         )
     head.append(f"# run it: halospec-tui --profile {dest}")
+    if dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder (expected a file)", str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(dest.suffix + ".tmp")
-    tmp.write_text("\n".join(head) + "\n\n" + p.to_toml(), encoding="utf-8")
-    tmp.replace(dest)
+    try:
+        tmp.write_text("\n".join(head) + "\n\n" + p.to_toml(), encoding="utf-8")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing half-written left behind
     return dest

@@ -15,4 +15,5 @@ class ExitCode(IntEnum):
     INPUT = 2  # bad input: profile, arguments, results file; one line says what and where
     SERVER = 3  # the server did not answer its health check (nothing was measured)
     INTERRUPTED = 130  # Ctrl+C (128 + SIGINT), or SIGTERM headless: what finished is kept
+    BROKEN_PIPE = 141  # stdout's reader left (`| head`): 128 + SIGPIPE, what a shell expects
     TERMINATED = 143  # SIGTERM in the monitor (128 + SIGTERM)

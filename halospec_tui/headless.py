@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from halospec_tui import redact
@@ -31,15 +32,30 @@ def _f(v: Any, fmt: str = ".1f", none: str = "-") -> str:
 
 
 class HeadlessPrinter:
-    """Queued event subscriber that prints a line per step (never slows the run)."""
+    """Queued event subscriber that prints a line per step (never slows the run).
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    When its reader goes away (`| head -3`), the first failed write calls `on_closed` once
+    and nothing more is printed: the command decides what a closed pipe means (it stops the
+    run, as a shell expects of a program whose output nobody reads)."""
+
+    def __init__(
+        self, out: TextIO | None = None, *, on_closed: Callable[[], None] | None = None
+    ) -> None:
         self.out = out or sys.stdout
+        self.on_closed = on_closed
+        self.closed = False
         self._steps: dict[str, int] = {}
         self._said = ""
 
     def _print(self, line: str) -> None:
-        print(redact.scrub(line), file=self.out, flush=True)
+        if self.closed:
+            return
+        try:
+            print(redact.scrub(line), file=self.out, flush=True)
+        except (BrokenPipeError, ValueError):  # the reader left; ValueError: stream closed
+            self.closed = True
+            if self.on_closed is not None:
+                self.on_closed()
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, RunStarted):

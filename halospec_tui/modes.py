@@ -15,7 +15,7 @@ FIXED = "fixed"  # the controller name of a fixed mode
 FIXED_PREFIX = "fixed_"
 ADAPTIVE = "adaptive"
 DEFAULT_CONTROLLER = "latency"  # what plain `adaptive` runs (HaloSpec's controller)
-_MODE_RE = re.compile(r"^(fixed_(\d+)|adaptive(:[a-z_]+)?)$")
+_MODE_RE = re.compile(r"(fixed_([0-9]+)|adaptive(:[a-z_]+)?)")  # whole names only (fullmatch)
 
 
 def fixed(k: int) -> str:
@@ -35,7 +35,7 @@ DEFAULT_MODES = [*FIXED_MODES, ADAPTIVE]  # HaloSpec's sweep
 def parse(mode: str) -> tuple[str, int | None]:
     """'fixed_4' -> ('fixed', 4); 'adaptive' -> ('latency', None); 'adaptive:model' ->
     ('model', None). ValueError when the name follows none of the three forms."""
-    m = _MODE_RE.match(mode)
+    m = _MODE_RE.fullmatch(mode)
     if not m:
         raise ValueError(mode)
     if m.group(2):

@@ -13,11 +13,14 @@ All validation lives here. What it checks comes from the settings' declarations
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
+import math
 import os
 import tomllib
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ import tomli_w
 
 from halospec_tui import modes as modes_mod
 from halospec_tui import prompts as prompts_mod
+from halospec_tui import textfile
 from halospec_tui.backends.registry import AUTO, CHANNELS, KINDS
 from halospec_tui.controllers.registry import REGISTRY
 from halospec_tui.prompts import CATEGORIES, Prompt
@@ -41,6 +45,9 @@ HALOSPEC_PROMPT = (
 # (core/confidence.py): named here, where a profile is checked, and read there
 ORDERS = ("auto", "interleaved", "blocks", "sequential")
 METRIC_NAMES = ("tokens_per_s", "score")
+
+
+PROFILE_LIMIT = 1 << 20  # bytes: a profile is a page of settings; /dev/zero is not one
 
 
 class ProfileError(ValueError):
@@ -303,7 +310,7 @@ def _check_value(where: str, tp: Any, value: Any) -> Any:
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise ProfileError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            raise ProfileError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
         return [_check_value(f"{where}[{i}]", inner, v) for i, v in enumerate(value)]
     if origin is types.UnionType or origin is typing.Union:
         raise TypeError("unions are not used in profiles")
@@ -314,8 +321,37 @@ def _check_value(where: str, tp: Any, value: Any) -> Any:
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        raise ProfileError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise ProfileError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
+    if tp is float and not math.isfinite(value):
+        # TOML has nan and inf; every comparison with nan is false, so a range check alone
+        # lets it through and the run goes on with nonsense
+        raise ProfileError(f"{where}: expected a finite number, got {value!r}")
+    if tp is str and "\x00" in value:
+        raise ProfileError(f"{where}: expected text without NUL characters, got {_show(value)}")
     return float(value) if tp is float else value
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value for a one-line message: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key(path: str) -> str:
+    """A key path as written, unless a quoted TOML key made it long or unprintable."""
+    return path if path.isprintable() and len(path) <= 60 else _show(path)
+
+
+def _check_setting(path: str, tp: Any, meta: typing.Mapping[str, Any], value: Any) -> Any:
+    """One setting against its declaration (halospec_tui/settings.py): type, finite, range,
+    choices. The value, converted (an integer where a number is expected becomes a float)."""
+    value = _check_value(path, tp, value)
+    lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ProfileError(f"{path}: expected one of {', '.join(choices)}, got {_show(value)}")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ProfileError(f"{path}: expected a value from {lo:g} to {hi:g}, got {value!r}")
+    return value
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -326,27 +362,86 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         path = f"{where}.{key}" if where else key
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ProfileError(f"{path}: unknown key (expected one of: {known})")
+            raise ProfileError(f"{_key(path)}: unknown key (expected one of: {known})")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
-                raise ProfileError(f"{path}: expected a table [{path}], got {value!r}")
+                raise ProfileError(f"{path}: expected a table [{path}], got {_show(value)}")
             kwargs[key] = _build(tp, value, path)
             continue
-        value = _check_value(path, tp, value)
-        meta = fields[key].metadata
-        lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
-        if choices is not None and value not in choices:
-            raise ProfileError(f"{path}: expected one of {', '.join(choices)}, got {value!r}")
-        if lo is not None and value < lo or hi is not None and value > hi:
-            raise ProfileError(f"{path}: expected a value from {lo:g} to {hi:g}, got {value!r}")
-        kwargs[key] = value
+        kwargs[key] = _check_setting(path, tp, fields[key].metadata, value)
     return cls(**kwargs)
 
 
+def _check_tree(obj: Any, where: str) -> None:
+    """Every setting of a built profile checked again as `_build` checks a file's: a profile
+    changed after loading (CLI overrides, the monitor's edits, code) gets the same checks."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        path = f"{where}.{f.name}" if where else f.name
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            if not isinstance(value, hints[f.name]):
+                raise ProfileError(f"{path}: expected a table [{path}], got {_show(value)}")
+            _check_tree(value, path)
+        else:
+            _check_setting(path, hints[f.name], f.metadata, value)
+
+
+URL_SCHEMES = ("http", "https")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a server's base URL, as 'expected ...', or None when it is usable:
+    http or https, a host, a port from 1 to 65535 if one is given, a well-formed IPv6 literal,
+    no query or fragment. Checked when the profile loads so that a malformed URL never waits
+    out a health check (or reaches the HTTP client at all)."""
+    if not url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "a URL without spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as e:  # e.g. "Invalid IPv6 URL" for an unclosed [
+        return f"a well-formed URL ({e})"
+    if parts.scheme.lower() not in URL_SCHEMES or not parts.netloc:
+        return "an http:// or https:// URL (e.g. http://127.0.0.1:8080)"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "a base URL without ?query or #fragment"
+    host = parts.netloc.rpartition("@")[2]
+    if host.startswith("["):
+        literal = host[1 : host.find("]")] if "]" in host else ""
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return f"a valid IPv6 address in [...], got [{literal}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return "a port from 1 to 65535"
+    if not parts.hostname:
+        return "a host (e.g. http://127.0.0.1:8080)"
+    if port is not None and not 1 <= port <= 65535:
+        return "a port from 1 to 65535"
+    return None
+
+
 def validate(p: Profile) -> None:
-    """Raise ProfileError (one line: key, what was expected) unless `p` is consistent: what
-    `from_dict` checks beyond each setting's own type and range."""
+    """Raise ProfileError (one line: key, what was expected) unless every setting of `p` is
+    of its type, finite and in its range, every URL usable and the settings consistent.
+
+    The one place a profile is checked: the loader calls it, and so must every other way a
+    profile is made or changed before a run (CLI overrides, code): nothing may start, and
+    no run folder be created, before it has passed."""
+    _check_tree(p, "")
+    if p.backend.url and (problem := url_problem(p.backend.url)):
+        raise ProfileError(f"backend.url: expected {problem}, got {_show(p.backend.url)}")
+    if not p.run.out_dir:
+        raise ProfileError("run.out_dir: expected a folder ('.' for the current one), got ''")
+    for i, mode in enumerate(p.load.modes):
+        if mode != modes_mod.ADAPTIVE and not _is_mode(mode):
+            raise ProfileError(
+                f"load.modes[{i}]: expected 'adaptive' or a mode (fixed_K, adaptive:NAME), "
+                f"got {_show(mode)}"
+            )
     if not p.run.modes:
         raise ProfileError("run.modes: expected at least one mode")
     for i, mode in enumerate(p.run.modes):
@@ -354,10 +449,10 @@ def validate(p: Profile) -> None:
             kind, k = modes_mod.parse(mode)
         except ValueError:
             raise ProfileError(
-                f"run.modes[{i}]: expected fixed_K (K >= 1), adaptive or adaptive:NAME, got {mode!r}"
+                f"run.modes[{i}]: expected fixed_K (K >= 1), adaptive or adaptive:NAME, got {_show(mode)}"
             ) from None
         if kind == modes_mod.FIXED and not (k and 1 <= k <= 64):
-            raise ProfileError(f"run.modes[{i}]: expected K from 1 to 64, got {mode!r}")
+            raise ProfileError(f"run.modes[{i}]: expected K from 1 to 64, got {_show(mode)}")
         if kind not in (modes_mod.FIXED, *REGISTRY):
             raise ProfileError(
                 f"run.modes[{i}]: unknown controller {kind!r} (expected one of: {', '.join(REGISTRY)})"
@@ -377,6 +472,14 @@ def validate(p: Profile) -> None:
             key, expected = conflict
             raise ProfileError(f"controller.{name}{'.' + key if key else ''}: {expected}")
     _validate_scenario(p.scenario)
+
+
+def _is_mode(mode: str) -> bool:
+    try:
+        kind, k = modes_mod.parse(mode)
+    except ValueError:
+        return False
+    return kind in REGISTRY or (kind == modes_mod.FIXED and bool(k) and 1 <= k <= 64)
 
 
 def _validate_scenario(sc: ScenarioSettings) -> None:
@@ -438,15 +541,15 @@ def load(path: str | os.PathLike[str]) -> Profile:
     """Load a profile file strictly; relative prompts_file paths resolve against the file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"{p}: file not found (expected a TOML profile)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{p}: cannot read ({e.__class__.__name__}: {e})") from None
+        text = textfile.read_text(p, what="a TOML profile", limit=PROFILE_LIMIT)
+    except textfile.TextFileError as e:
+        raise ProfileError(str(e)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{p}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise ProfileError(f"{p}: not valid TOML (nested too deeply)") from None
     profile = from_dict(data, source=str(p))
     pf = profile.request.prompts_file
     if pf and not Path(pf).is_absolute() and not Path(pf).exists():

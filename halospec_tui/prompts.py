@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
+from halospec_tui import textfile
+
+SUITE_LIMIT = 256 << 20  # bytes of a prompt suite
 CATEGORIES = ("code", "prose", "math", "json")
 
 
@@ -41,11 +43,10 @@ def _read_suite(spec: str, key: str) -> tuple[str, str]:
                 f"{key}: no built-in suite {name!r} (expected one of: {', '.join(builtin_suites())})"
             )
         return res.read_text(encoding="utf-8"), spec
-    path = Path(spec)
     try:
-        return path.read_text(encoding="utf-8"), str(path)
-    except OSError as e:
-        raise PromptsError(f"{key}: cannot read {spec} ({e.strerror or e})") from None
+        return textfile.read_text(spec, what="a JSONL prompt suite", limit=SUITE_LIMIT), spec
+    except textfile.TextFileError as e:
+        raise PromptsError(f"{key}: {e}") from None
 
 
 def load_suite(spec: str, default_category: str, *, key: str = "prompts file") -> list[Prompt]:
@@ -61,6 +62,8 @@ def load_suite(spec: str, default_category: str, *, key: str = "prompts file") -
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise PromptsError(f"{where}:{n}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise PromptsError(f"{where}:{n}: not valid JSON (nested too deeply)") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or not obj["prompt"]:
             raise PromptsError(f'{where}:{n}: expected an object with a non-empty "prompt" string')
         cat = obj.get("category", default_category)

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from halospec_tui.backends.base import Backend
+from halospec_tui.backends.base import Backend, BackendUnavailable
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.core.events import EventBus, LoadChanged, Notice
 from halospec_tui.core.load import CpuSampler, ForeignCpu, LoadInjector, local_server_pids
@@ -29,6 +29,35 @@ def new_run_dir(parent: str | Path) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+def run_dir_for(profile: Profile, out: str | Path | None) -> Path:
+    """The folder a run of `profile` will write into (`--out`, else a new one under
+    run.out_dir), checked but not created: ProfileError when it cannot be a run folder."""
+    if out is not None:
+        run_dir = Path(out)
+        if (run_dir / "results.csv").exists():
+            raise ProfileError(
+                f"--out {run_dir}: already holds results.csv (expected a new or empty folder)"
+            )
+        where = f"--out {run_dir}"
+    else:
+        run_dir = new_run_dir(profile.run.out_dir)
+        where = f"run.out_dir {profile.run.out_dir}"
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ProfileError(f"{where}: {folder} is a file (expected a folder)")
+            break
+    return run_dir
+
+
+def preflight(backend: Backend) -> None:
+    """The backend's own checks of what its settings name (Backend.preflight), as bad input."""
+    try:
+        backend.preflight()
+    except BackendUnavailable as e:
+        raise ProfileError(e.reason) from None
 
 
 class Session:
@@ -65,15 +94,9 @@ class Session:
     ) -> Session:
         """Validate everything a user can get wrong before writing anything."""
         prompts = PromptSchedule(load_prompts(profile))
+        run_dir = run_dir_for(profile, out)
         backend = backend or make_backend(profile)
-        if out is not None:
-            run_dir = Path(out)
-            if (run_dir / "results.csv").exists():
-                raise ProfileError(
-                    f"--out {run_dir}: already holds results.csv (expected a new or empty folder)"
-                )
-        else:
-            run_dir = new_run_dir(profile.run.out_dir)
+        preflight(backend)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -170,6 +170,12 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def preflight(self) -> None:  # noqa: B027 - optional hook
+        """Check what the backend's settings name on this machine (a binary, a model file)
+        before anything is started or written; BackendUnavailable says what is missing. The
+        session calls it before it creates the run folder, so a wrong path is bad input
+        (exit 2, nothing written), not a server that failed to start."""
+
     def prepare_mode(self, mode: str, k: int | None) -> None:  # noqa: B027 - optional hook
         """Called before each mode's warmup with its fixed k (None for adaptive modes)."""
 

@@ -18,12 +18,11 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.registry import KINDS
+from halospec_tui.textfile import one_line
 
 PROBE_TIMEOUT_S = 0.5
 DEFAULT_ADDRESSES: tuple[str, ...] = (
@@ -41,6 +40,9 @@ PROBE_PATHS = (
     "/api/v0/models",
     "/health",
 )
+if TYPE_CHECKING:
+    import httpx  # imported where a probe needs it: `halospec-tui --help` does not
+
 _SPEC_METRIC = re.compile(
     r"^(llamacpp:|vllm:|lemonade_llamacpp_)spec_decode_num_draft_tokens_total", re.M
 )
@@ -65,7 +67,8 @@ class Found:
         return self.loaded_model or (self.models[0] if self.models else "")
 
     def line(self) -> str:
-        models = ", ".join(self.models[:3]) + (
+        """One line, whatever the server answered (its model names are escaped)."""
+        models = ", ".join(one_line(m) for m in self.models[:3]) + (
             f" (+{len(self.models) - 3})" if len(self.models) > 3 else ""
         )
         return (
@@ -76,6 +79,8 @@ class Found:
 
 def _get(client: httpx.Client, url: str) -> tuple[int, Any, str] | None:
     """(status, decoded JSON or None, text) or None when nothing answered."""
+    import httpx
+
     try:
         r = client.get(url)
     except httpx.HTTPError:
@@ -211,6 +216,8 @@ def probe(
     url: str, *, timeout: float = PROBE_TIMEOUT_S, client: httpx.Client | None = None
 ) -> Found | None:
     """Probe one base URL (its paths in parallel) and classify it."""
+    import httpx
+
     url = url.rstrip("/")
     own = client is None
     client = client or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
@@ -231,6 +238,8 @@ def discover(
 
     Takes about `timeout` seconds at most (all probes run at once); never raises for a
     server that is down, slow or strange."""
+    import httpx
+
     urls = list(dict.fromkeys(a.rstrip("/") for a in (addresses or DEFAULT_ADDRESSES)))
     limits = httpx.Limits(max_connections=len(urls) * len(PROBE_PATHS), max_keepalive_connections=0)
     with (

@@ -326,8 +326,10 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         ctl = getattr(self.profile.controller, kind, None)
         return int(getattr(ctl, "warmup_k", 4))
 
-    def start(self) -> None:
-        """Find the binary and the model, then start the first server (fails before any mode)."""
+    def preflight(self) -> None:
+        """Find the binary and the model (and the draft model, when one is set)."""
+        if self.binary and self.model_file:
+            return
         b = self.profile.backend
         self.binary = find_binary(b.binary)
         self.model_file = find_model(b.model_path)
@@ -336,6 +338,10 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
                 "llama-server", f"backend.draft_model_path {b.draft_model_path!r}: no such file"
             )
         self.model = Path(self.model_file).name
+
+    def start(self) -> None:
+        """Find the binary and the model, then start the first server (fails before any mode)."""
+        self.preflight()
         if self.draft_channel == "request":
             self.notice(
                 "warning",

@@ -50,8 +50,6 @@ import copy
 import math
 from dataclasses import dataclass, field
 
-from numpy.polynomial.hermite_e import hermegauss
-
 from halospec_tui.controllers.base import AdaptiveController, Decision, Observation
 from halospec_tui.controllers.model_settings import ModelControllerSettings
 
@@ -60,9 +58,20 @@ PRIOR_SD = 3.0  # sd of the prior slope, in units of the prior slope itself (a w
 V_PRIOR_SD = 0.5  # sd of the verify-step prior after a cost shift, in units of itself
 V_PRIOR_FLOOR = 0.5  # the prior's weight fades like the data's, down to this
 HUBER = 2.5  # step-time residuals count at most this many sds in the cost fit
-_GH = [  # probabilists' Gauss-Hermite nodes and weights (7 points): E[f(Z)], Z ~ N(0, 1)
-    (float(x), float(w) / math.sqrt(2.0 * math.pi)) for x, w in zip(*hermegauss(7), strict=True)
-]
+# probabilists' Gauss-Hermite nodes and weights, 7 points: E[f(Z)] for Z ~ N(0, 1). The values
+# are numpy.polynomial.hermite_e.hermegauss(7)'s, bit for bit (tests/test_controllers_adaptive.py
+# checks), written out so that loading a profile, which imports every controller's settings,
+# does not import numpy (a third of the command's start-up time)
+_HERMEGAUSS_7 = (
+    (-3.7504397177257425, 0.0013743062164795505),
+    (-2.366759410734541, 0.07709667658348317),
+    (-1.1544053947399682, 0.6018995488855944),
+    (0.0, 1.145887211259886),
+    (1.1544053947399682, 0.6018995488855944),
+    (2.366759410734541, 0.07709667658348317),
+    (3.7504397177257425, 0.0013743062164795505),
+)
+_GH = [(x, w / math.sqrt(2.0 * math.pi)) for x, w in _HERMEGAUSS_7]
 MAX_PROBE_STEP = 2  # a probe moves k by at most this much (it costs while it informs)
 NOISE_PRIOR, NOISE_PRIOR_WEIGHT = 0.1, 3.0  # step-time noise assumed before data: 10 %, ~3 requests
 RETURN_EVIDENCE = math.log(1000.0)  # log-likelihood ratio that brings back an earlier cost regime

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
+import math
 import os
 import shutil
 import threading
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from halospec_tui import redact
+from halospec_tui import redact, textfile
 from halospec_tui.core import verdict
 from halospec_tui.core.events import Event, ModeFinished, RunFinished, StepResult, StepRow
 from halospec_tui.core.recommendation import (
@@ -164,39 +166,107 @@ def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
     if raw == "":
         return field.default if field.default is not dataclasses.MISSING else None
     tp = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-    if tp.startswith("int"):
-        return int(float(raw))
-    if tp.startswith("float"):
-        return float(raw)
+    if tp.startswith(("int", "float")):
+        try:
+            x = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw[:40]!r}") from None
+        if not math.isfinite(x):
+            raise ValueError(f"expected a finite number, got {raw[:40]!r}")
+        if tp.startswith("int"):
+            if x != int(x):
+                raise ValueError(f"expected a whole number, got {raw[:40]!r}")
+            return int(x)
+        return x
     return raw
 
 
 class ResultsFileError(ValueError):
-    pass
+    """A results file `report` cannot read; the message is one line: the file (and line),
+    what is wrong, what was expected."""
+
+
+REQUIRED = {f.name for f in dataclasses.fields(StepRow) if f.default is dataclasses.MISSING}
+
+
+RESULTS_LIMIT = 1 << 30  # bytes of a results CSV report reads (a million rows is ~300 MB)
+
+
+def _text_of(path: Path) -> str:
+    """The file as text, or ResultsFileError saying why it is not a CSV we can read."""
+    try:
+        text = textfile.read_text(path, what="a results CSV", limit=RESULTS_LIMIT)
+    except textfile.TextFileError as e:
+        raise ResultsFileError(str(e)) from None
+    if not text.strip():
+        raise ResultsFileError(f"{path}: empty file (expected a results CSV with a header line)")
+    return text
+
+
+def load_table(csv_path: Path) -> tuple[list[StepRow], list[int]]:
+    """The rows of our results.csv or an original HaloSpec CSV (its eight columns at least),
+    and the line each came from. Whatever cannot be read is refused in one line: not text,
+    a header that is not ours, an unknown or repeated column, a row with too few or too many
+    values, a value that is not a (finite) number where one is expected."""
+    path = Path(csv_path)
+    fields = {f.name: f for f in dataclasses.fields(StepRow)}
+    text = _text_of(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, [])
+        if header[:8] != HALOSPEC_COLUMNS:
+            raise ResultsFileError(
+                f"{path}: expected a results CSV starting with {','.join(HALOSPEC_COLUMNS)}"
+            )
+        for name in header[8:]:
+            if name not in fields:
+                raise ResultsFileError(
+                    f"{path}: unknown column {name[:40]!r} (expected the columns of "
+                    "results.csv, docs/results.md)"
+                )
+        if len(set(header)) != len(header):
+            raise ResultsFileError(f"{path}: a column named twice in the header")
+        rows: list[StepRow] = []
+        lines: list[int] = []
+        for rec in reader:
+            line = reader.line_num
+            if not rec or rec == [""]:
+                continue  # a blank line
+            if len(rec) != len(header):
+                raise ResultsFileError(
+                    f"{path}:{line}: expected {len(header)} values (one per column), got {len(rec)}"
+                )
+            kw: dict[str, Any] = {}
+            for name, raw in zip(header, rec, strict=True):
+                try:
+                    kw[name] = _parse(fields[name], raw)
+                except ValueError as e:
+                    raise ResultsFileError(f"{path}:{line}: {name}: {e}") from None
+                if kw[name] is None and name in REQUIRED:
+                    raise ResultsFileError(f"{path}:{line}: {name}: expected a value, got none")
+            rows.append(StepRow(**kw))
+            lines.append(line)
+    except csv.Error as e:
+        raise ResultsFileError(f"{path}:{reader.line_num}: not CSV ({e})") from None
+    return rows, lines
 
 
 def load_rows(csv_path: Path) -> list[StepRow]:
-    """Rows from our results.csv or an original HaloSpec CSV (its eight columns only)."""
-    path = Path(csv_path)
-    fields = {f.name: f for f in dataclasses.fields(StepRow)}
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            if header[:8] != HALOSPEC_COLUMNS:
-                raise ResultsFileError(
-                    f"{path}: expected a results CSV starting with {','.join(HALOSPEC_COLUMNS)}"
-                )
-            rows = []
-            for n, rec in enumerate(reader, 2):
-                try:
-                    kw = {k: _parse(fields[k], v or "") for k, v in rec.items() if k in fields}
-                except ValueError as e:
-                    raise ResultsFileError(f"{path}:{n}: {e}") from None
-                rows.append(StepRow(**kw))
-            return rows
-    except OSError as e:
-        raise ResultsFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    """Rows from our results.csv or an original HaloSpec CSV (see load_table)."""
+    return load_table(csv_path)[0]
+
+
+def run_starts(rows: Sequence[StepRow]) -> list[int]:
+    """Indices of the rows where a run starts: the first, and every row whose global_step
+    does not go up (HaloSpec appends each run to the same CSV, global_step restarting at 1).
+    Such a restart is a new run, never a change of draft length within one."""
+    return [i for i, r in enumerate(rows) if i == 0 or r.global_step <= rows[i - 1].global_step]
+
+
+def split_runs(rows: Sequence[StepRow]) -> list[list[StepRow]]:
+    """The rows of each run a CSV holds, in file order (see run_starts)."""
+    starts = run_starts(rows)
+    return [list(rows[a:b]) for a, b in zip(starts, [*starts[1:], len(rows)], strict=True)]
 
 
 def summarize_rows(
@@ -267,22 +337,59 @@ def find_csv(path: Path) -> Path:
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def read_run(path: Path) -> tuple[list[StepRow], dict[str, Any]]:
+def _summary_shaped(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A summary.json's content if it has the shape every reader relies on (a list of modes,
+    each a table with its name, and a recommendation table), else None: a damaged or
+    hand-edited file is not trusted, the summary is computed from the rows instead."""
+    if data is None:
+        return None
+    modes, rec = data.get("modes"), data.get("recommendation")
+    ok = (
+        isinstance(modes, list)
+        and all(isinstance(m, dict) and isinstance(m.get("mode"), str) for m in modes)
+        and isinstance(rec, dict)
+    )
+    return data if ok else None
+
+
+def read_run(
+    path: Path, run: int | None = None, *, use_saved: bool = True
+) -> tuple[list[StepRow], dict[str, Any]]:
     """A run folder or CSV read back: its rows and its summary. The run's own summary.json
     is the answer when it covers every mode in the rows (so `report`, `report --text` and the
     summary screen say what the run said); otherwise (a cut-short run, a CSV alone, the
     original HaloSpec's CSV) the summary is computed from the rows the way the runner does,
-    keeping the verdicts summary.json has."""
+    keeping the verdicts summary.json has.
+
+    A CSV holding several runs (global_step restarting) is never merged: `run` (1-based)
+    picks one, and without it ResultsFileError says how many there are. `use_saved=False`
+    ignores summary.json (for a reader that could not use it)."""
     from halospec_tui import profile as profile_mod
 
     p = Path(path)
     csv_path = find_csv(p)
-    rows = load_rows(csv_path)
+    rows, lines = load_table(csv_path)
+    starts = run_starts(rows)
+    if run is not None and not 1 <= run <= max(1, len(starts)):
+        raise ResultsFileError(
+            f"{csv_path}: --run: expected 1 to {max(1, len(starts))} (the runs it holds), got {run}"
+        )
+    if len(starts) > 1:
+        if run is None:
+            where = ", ".join(str(lines[i]) for i in starts[1:4]) + (
+                ", ..." if len(starts) > 4 else ""
+            )
+            raise ResultsFileError(
+                f"{csv_path}: holds {len(starts)} runs (global_step restarts on "
+                f"line{'s' if len(starts) > 2 else ''} {where}); choose one with "
+                f"--run 1 to {len(starts)}"
+            )
+        rows = split_runs(rows)[run - 1]
     folder = p if p.is_dir() else csv_path.parent
     prof = None
     if (folder / "profile.toml").exists():
@@ -291,19 +398,21 @@ def read_run(path: Path) -> tuple[list[StepRow], dict[str, Any]]:
         except profile_mod.ProfileError:
             prof = None
     row_modes = list(dict.fromkeys(r.mode for r in rows))
-    saved = _read_json(folder / "summary.json") if (folder / "summary.json").exists() else None
+    saved = _summary_shaped(_read_json(folder / "summary.json")) if use_saved else None
+    if len(starts) > 1:
+        saved = None  # which of the runs it describes is unknown
     covered = {m.get("mode") for m in (saved or {}).get("modes", []) if isinstance(m, dict)}
     if saved is not None and set(row_modes) <= covered and "recommendation" in saved:
         return rows, saved
     verdicts = {
-        m.get("mode"): m.get("draft_control")
+        m["mode"]: m["draft_control"]
         for m in (saved or {}).get("modes", [])
-        if isinstance(m, dict) and m.get("draft_control")
+        if isinstance(m.get("draft_control"), dict)
     }
     extra = {
         key: saved[key]
         for key in ("backend", "draft_channel", "model", "profile", "cancelled", "order")
-        if saved and saved.get(key)
+        if saved and isinstance(saved.get(key), str | bool) and saved.get(key)
     }
     return rows, summarize_rows(rows, prof, extra, verdicts)
 

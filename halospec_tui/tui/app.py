@@ -35,6 +35,7 @@ from halospec_tui.exitcodes import ExitCode
 from halospec_tui.procs import children
 from halospec_tui.profile import Profile, ProfileError
 from halospec_tui.session import Session
+from halospec_tui.textfile import one_line
 from halospec_tui.tui.messages import (
     BackendFailed,
     EventsBatch,
@@ -398,7 +399,7 @@ class ReportApp(App[None]):
 
 
 def _err(text: str) -> None:
-    print(f"halospec-tui: {text}", file=sys.stderr)
+    print(f"halospec-tui: {one_line(text)}", file=sys.stderr)
 
 
 def run_monitor(profile: Profile, out: str | None = None, *, backend: Any = None) -> int:
@@ -448,10 +449,11 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-def run_report(path: Path) -> int:
-    """Open the summary screen for a run folder or a results CSV (ours or HaloSpec's)."""
+def run_report(path: Path, *, run: int | None = None) -> int:
+    """Open the summary screen for a run folder or a results CSV (ours or HaloSpec's); `run`
+    picks one of the runs a CSV holds (core.results.read_run)."""
     try:
-        data = load_report(path)
+        data = load_report(path, run=run)
     except (ResultsFileError, ProfileError) as e:
         _err(str(e))
         return ExitCode.INPUT

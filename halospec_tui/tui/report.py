@@ -11,14 +11,18 @@ from halospec_tui.tui.plots import series_from_rows
 
 
 def load_report(
-    path: str | Path, *, summary: dict[str, Any] | None = None, live: bool = False
+    path: str | Path,
+    *,
+    summary: dict[str, Any] | None = None,
+    live: bool = False,
+    run: int | None = None,
 ) -> ReportData:
     """Rows from a run folder or a CSV (ours or the original HaloSpec's eight columns), and
     the summary: the one given (the run that just ended), else core.results.read_run's.
     Raises results.ResultsFileError or profile.ProfileError with a one-line message."""
     p = Path(path)
     if summary is None:
-        rows, summary = read_run(p)
+        rows, summary = read_run(p, run)
     else:
         rows = load_rows(find_csv(p))
     return ReportData(summary=summary, series=series_from_rows(rows), source=str(p), live=live)
