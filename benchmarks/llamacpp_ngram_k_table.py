@@ -12,9 +12,10 @@ request drafts nothing (`--nospec-server` also runs a `--spec-type none` server 
 The model is the Gemma 3 270M GGUF, a BASE model without a chat template: the server gets a
 pass-through template (`--jinja --chat-template` printing the message as it is), so each prompt
 is a text to continue (code, then "the same code with a variable renamed:"; records, then "the
-same records with a key renamed:"; a table to continue; a story opening). Sampling is seeded
-(temperature 0.8 by default: at 0 this base model loops on prose, which makes prose as
-repetitive as code); the replies may then differ slightly between k.
+same records with a key renamed:"; a table to continue; a story opening). Greedy by default
+(temperature 0; the replies can still differ slightly between k, as a batch of k+1 tokens is
+not bit-identical to k+1 single steps). `--temperature 0.8` (seeded) stops this base model from
+looping on prose but lowers every acceptance: docs/servers.md has both.
 
 Per cell: tokens/s = sum(predicted_n) / sum(predicted_ms) (llama-server's own decode timing,
 prompt processing excluded), acceptance = accepted / drafted, observed k = drafted tokens per
@@ -82,7 +83,7 @@ def start(args: argparse.Namespace, spec_type: str, log: Path) -> LlamaServer:
 
 
 def ask(
-    c: httpx.Client, text: str, k: int | None, max_tokens: int, temperature: float = 0.8
+    c: httpx.Client, text: str, k: int | None, max_tokens: int, temperature: float = 0.0
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "messages": [{"role": "user", "content": text}],
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spec-type", default="ngram-simple")
     ap.add_argument("--size-n", type=int, default=0, help="n-gram lookup size (0: default)")
     ap.add_argument("--threads", type=int, default=1, help="1: no thread barriers on a busy box")
-    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--ctx", type=int, default=2048)
     ap.add_argument("--max-tokens", type=int, default=160)
     ap.add_argument("--reps", type=int, default=2)

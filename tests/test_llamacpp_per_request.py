@@ -135,7 +135,7 @@ def test_request_channel_on_one_patched_server_applies_k_in_every_mode(
         )
     ad = [(r.draft_length, r.observed_k) for r in rows if r.mode == "adaptive"]
     assert [k for k, _ in ad] == [4, 1]  # the controller changed k between requests ...
-    assert ad[1][1] == 1.0 and ad[0][1] > 2.0  # ... and the server's drafting followed
+    assert ad[1][1] <= 1.0 < 2.0 < ad[0][1]  # ... and the server's drafting followed
     summary = s.runner.summary
     assert summary is not None and summary["draft_channel"] == "request"
     for m in summary["modes"]:
