@@ -148,7 +148,8 @@ def test_pool_sweep_applies_and_proves_k_on_every_step(tmp_path: Path, model: st
     assert per["fixed_1"]["1"]["k_per_draft"] == 1.0  # /metrics of the k=1 server itself
     assert 3.0 <= per["fixed_4"]["4"]["k_per_draft"] <= 4.0
     assert set(per["adaptive"]) == {"1", "4"}
-    assert summary["winner"] in ("fixed_1", "fixed_4", "adaptive")
+    # 2 steps a mode are fewer than the 3 clean steps a mode needs to be ranked
+    assert summary["winner"] is None
     assert sorted(x.name for x in (tmp_path / "run").glob("llama-server-*.log")) == [
         "llama-server-k1.log",
         "llama-server-k4.log",
