@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="")
     ap.add_argument("--spec-type", default="ngram-simple")
     ap.add_argument("--size-n", type=int, default=0, help="n-gram lookup size (0: default)")
-    ap.add_argument("--threads", type=int, default=1, help="1: no thread barriers on a busy box")
+    ap.add_argument(
+        "--threads", type=int, default=2, help="1 when other jobs hold the cores (barrier stalls)"
+    )
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--ctx", type=int, default=2048)
     ap.add_argument("--max-tokens", type=int, default=160)
