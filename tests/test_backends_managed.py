@@ -203,3 +203,26 @@ def test_spec_args_per_type() -> None:
     assert "--spec-draft-n-max" not in spec_args(b, None, "d.gguf")  # the server's default
     b.n_min = 2
     assert spec_args(b, 6, "d.gguf")[-2:] == ["--spec-draft-n-min", "2"]
+
+
+def test_draft_build_tells_the_llama_server_builds_apart() -> None:
+    """/props says which build answers: our patch's marker, an old build's echo of
+    speculative.n_max, or neither (a stock current build, which ignores the key)."""
+    from halospec_tui.backends.llamacpp import BUILD_NOTES, draft_build
+
+    current = {"default_generation_settings": {"params": {"speculative.types": "none"}}}
+    assert draft_build({**current, "per_request_draft": True}) == "patched"
+    assert draft_build(current) == "current"
+    old = {"default_generation_settings": {"params": {"speculative.n_max": 16}}}
+    assert draft_build(old) == "older"
+    assert draft_build(None) == "" and draft_build({"x": 1}) == ""
+    assert "build-server" in BUILD_NOTES["current"]  # what to do, said where it is seen
+
+
+def test_patched_binary_not_built_says_how(
+    tmp_path: Path, fake: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    p = profile(fake, ["fixed_3"], "request", binary="patched")
+    with pytest.raises(BackendUnavailable, match="halospec-tui build-server"):
+        ManagedLlamaCppBackend(p).start()

@@ -126,12 +126,13 @@ def test_help_lists_the_commands_and_each_has_its_own(
         build_parser().parse_args(["--help"])
     assert e.value.code == 0
     usage = capsys.readouterr().out.split("\n\n")[0]
-    assert "{run,report,evaluate,discover}" in usage and "--profile FILE" in usage
+    assert "{run,report,evaluate,discover,build-server}" in usage and "--profile FILE" in usage
     for command, option in (
         ("run", "--headless"),
         ("report", "--text"),
         ("evaluate", "--runs N"),
         ("discover", "--pick N"),
+        ("build-server", "--jobs N"),
     ):
         with pytest.raises(SystemExit) as e:
             build_parser().parse_args([command, "--help"])

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from halospec_tui.backends.llamacpp import BUILD_NOTES, draft_build
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.registry import KINDS
 from halospec_tui.textfile import one_line
@@ -158,14 +159,9 @@ def classify(url: str, answers: dict[str, tuple[int, Any, str] | None]) -> Found
         f.draft_counters = "per reply (timings.draft_n)" + (
             " and /metrics" if has_spec_metrics else ""
         )
-        params = ((props or {}).get("default_generation_settings") or {}).get("params") or {}
-        if params and "speculative.n_max" not in params:
-            f.notes.append(
-                "current build: it ignores per-request draft keys, so a sweep on it will be "
-                "not_applied; use backend llamacpp-managed to sweep k"
-            )
-        elif "speculative.n_max" in params:
-            f.notes.append("older build: it honours per-request speculative.n_max")
+        build = draft_build(props)
+        if build:
+            f.notes.append(BUILD_NOTES[build])
         if not metrics_text:
             f.notes.append("no /metrics (start it with --metrics for more proof)")
         return f

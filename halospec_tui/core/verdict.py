@@ -72,19 +72,39 @@ def rises_with_k(rows: Sequence[StepRow]) -> bool | None:
 
 
 def _channel_problem(channel_evidence: dict[str, Any] | None) -> str | None:
-    """A failure the channel itself reported (reload not confirmed, a server drafting over k)."""
+    """A failure the channel itself reported (reload not confirmed, a server drafting over k,
+    or one server drafting over the k a request asked for)."""
     ev = channel_evidence or {}
     if ev.get("confirmed") is False:
         return str(ev.get("note") or "the channel did not confirm the draft length")
-    for k, d in (ev.get("per_server") or {}).items():
-        kpd = d.get("k_per_draft") if isinstance(d, dict) else None
-        try:
-            k_req = float(k)
-        except (TypeError, ValueError):
-            continue
-        if kpd is not None and kpd > over_limit(k_req):
-            return f"the server for k={k} drafted {kpd:g} tokens per draft (/metrics)"
+    for key, what in (
+        ("per_server", "the server for k={k}"),
+        ("per_k_metrics", "requests for k={k}"),
+    ):
+        for k, d in (ev.get(key) or {}).items():
+            kpd = d.get("k_per_draft") if isinstance(d, dict) else None
+            try:
+                k_req = float(k)
+            except (TypeError, ValueError):
+                continue
+            if kpd is not None and kpd > over_limit(k_req):
+                return f"{what.format(k=k)}: {kpd:g} draft tokens per draft (/metrics)"
     return None
+
+
+def _per_draft_follows(channel_evidence: dict[str, Any] | None, ks: set[int]) -> bool:
+    """The server's /metrics, per requested k (request channel): does every k this mode asked
+    for show draft tokens per draft that follow it? Drafters that do not draft on every verify
+    step (an n-gram type finds no match) dilute the per-reply ratio; per draft they do not."""
+    per_k = (channel_evidence or {}).get("per_k_metrics") or {}
+    for k in ks:
+        d = per_k.get(str(k))
+        if not isinstance(d, dict) or not d.get("drafts") or d.get("k_per_draft") is None:
+            return False
+        per_reply = d["drafts"] / max(d.get("requests") or 1.0, 1.0)
+        if not follows(k, d["k_per_draft"], per_reply):
+            return False
+    return bool(ks)
 
 
 def _metrics_verdict(
@@ -178,6 +198,17 @@ def mode_verdict(
     verdict = (
         "applied" if matches >= 0.8 * len(with_counts) and rises is not False else "not_applied"
     )
+    if (
+        verdict == "not_applied"
+        and over == 0
+        and rises is not False
+        and _per_draft_follows(channel_evidence, {r.draft_length for r in with_counts})
+    ):
+        verdict = "applied"
+        evidence["note"] = (
+            "not every verify step drafted (the replies' ratio is lower), but no reply drafted "
+            "more than asked and the server's /metrics per requested k follow k per draft"
+        )
     if verdict == "not_applied":
         evidence["note"] = (
             f"observed k {evidence['observed_k_median']} does not follow requested k "
