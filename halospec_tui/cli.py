@@ -1,7 +1,8 @@
 """Command line: subcommands, their arguments and exit codes; the monitor or headless output.
 
     halospec-tui [run] [--profile FILE] [--out DIR] [--headless]   the sweep (the default)
-    halospec-tui report RUN_FOLDER_OR_CSV [--text]                  a finished run's summary
+    halospec-tui report RUN_FOLDER_OR_CSV [--text|--json]           a finished run's summary
+    halospec-tui report A B [C ...] [--text|--json|--export md|html] runs compared
     halospec-tui evaluate --profile FILE [--runs N] [--seed S]      every fixed k vs controllers
     halospec-tui discover [--address URL] [--pick N --write FILE]   find local servers
                                                                     (also: --discover)
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import signal
 import sys
@@ -27,13 +30,16 @@ from halospec_tui import __version__
 from halospec_tui import profile as profile_mod
 from halospec_tui.backends import discover as disc
 from halospec_tui.backends.base import BackendUnavailable
+from halospec_tui.core.compare import read_and_compare
+from halospec_tui.core.compare_report import EXPORTS
+from halospec_tui.core.compare_report import format_text as format_compare_text
 from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
 from halospec_tui.core.events import Event, ModeFinished, Notice
 from halospec_tui.core.results import ResultsFileError, read_run
 from halospec_tui.discovered_profile import write_profile
-from halospec_tui.evaluation import run_evaluation
+from halospec_tui.evaluation import evaluation_profile, run_evaluation
 from halospec_tui.exitcodes import ExitCode
-from halospec_tui.headless import HeadlessPrinter, format_summary
+from halospec_tui.headless import HeadlessPrinter, ProgressLine, format_summary
 from halospec_tui.procs import children
 from halospec_tui.session import Session, new_run_dir
 
@@ -89,6 +95,87 @@ def _run_options(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None
         default=_keep(False, suppress),
         help="no monitor: print a line per step, then the summary",
     )
+    ap.add_argument(
+        "--json",
+        action="store_true",
+        default=_keep(False, suppress),
+        help="headless, and print the summary as JSON on stdout (every other line on stderr)",
+    )
+    _override_options(ap, suppress=suppress)
+
+
+def _override_options(
+    ap: argparse.ArgumentParser, *, suppress: bool = False, sweep: bool = True
+) -> None:
+    """Settings a user changes often, without editing the profile (validated like it)."""
+    g = ap.add_argument_group(
+        "overrides", "change the profile's settings for this run (validated like the profile)"
+    )
+    g.add_argument(
+        "--url", metavar="URL", default=_keep(None, suppress), help="server URL (backend.url)"
+    )
+    g.add_argument(
+        "--model",
+        metavar="NAME",
+        default=_keep(None, suppress),
+        help="model name sent with each request (request.model)",
+    )
+    if sweep:
+        g.add_argument(
+            "--modes",
+            metavar="LIST",
+            default=_keep(None, suppress),
+            help="modes to sweep, comma-separated: fixed_1,fixed_4,adaptive (run.modes)",
+        )
+        g.add_argument(
+            "--steps",
+            type=int,
+            metavar="N",
+            default=_keep(None, suppress),
+            help="measured steps per mode (run.steps_fixed and run.steps_adaptive)",
+        )
+    g.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        default=_keep(None, suppress),
+        help="completion tokens per request (request.max_tokens)",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        dest="set_values",
+        default=_keep(None, suppress),
+        help="any profile setting, KEY as section.key, VALUE as TOML (repeatable): "
+        '--set run.order="blocks" --set load.scheduled=true',
+    )
+
+
+def overrides_from(
+    args: argparse.Namespace, prof: profile_mod.Profile
+) -> list[profile_mod.Override]:
+    """The override options given, as profile overrides (the named ones first, then --set in
+    order: a later one wins). Raises ProfileError for a --set that is not KEY=VALUE."""
+    out: list[profile_mod.Override] = []
+    ov = profile_mod.Override
+    if getattr(args, "url", None) is not None:
+        out.append(ov("backend.url", args.url, f"--url {args.url}"))
+    if getattr(args, "model", None) is not None:
+        out.append(ov("request.model", args.model, f"--model {args.model}"))
+    if getattr(args, "modes", None) is not None:
+        modes = [m.strip() for m in args.modes.split(",")]
+        out.append(ov("run.modes", modes, f"--modes {args.modes}"))
+    steps = getattr(args, "steps", None)
+    if steps is not None and not isinstance(steps, bool):
+        for key in ("run.steps_fixed", "run.steps_adaptive"):
+            out.append(ov(key, steps, f"--steps {steps}"))
+        if prof.scenario.kind != "none" and prof.scenario.steps:
+            out.append(ov("scenario.steps", steps, f"--steps {steps}"))
+    if getattr(args, "max_tokens", None) is not None:
+        out.append(ov("request.max_tokens", args.max_tokens, f"--max-tokens {args.max_tokens}"))
+    out += [profile_mod.parse_set(text) for text in getattr(args, "set_values", None) or []]
+    return out
 
 
 def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False) -> None:
@@ -121,6 +208,33 @@ def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False)
     )
 
 
+def _report_options(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "paths",
+        nargs="+",
+        metavar="RUN",
+        help="run folder or results CSV (ours or the original HaloSpec's); two or more: "
+        "compare them, the first is the baseline",
+    )
+    out = ap.add_mutually_exclusive_group()
+    out.add_argument("--text", action="store_true", help="print the summary (or comparison)")
+    out.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary (one run) or the comparison (several) as JSON",
+    )
+    out.add_argument(
+        "--export",
+        choices=tuple(EXPORTS),
+        help="write a report to attach to an issue (HTML: one self-contained file)",
+    )
+    ap.add_argument(
+        "--output",
+        metavar="FILE",
+        help="where --export writes (default: halospec-report.EXT in this folder)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="halospec-tui",
@@ -150,11 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report",
-        help="the summary of a finished run",
-        description="Open the summary screen of a finished run.",
+        help="the summary of a finished run, or several runs compared",
+        description="Open the summary screen of a finished run; with several runs, compare "
+        "them: each mode side by side, every later run against the first with a 95 %% "
+        "interval, the recommendations and what differed between the runs (docs/compare.md).",
     )
-    report.add_argument("path", help="run folder or results CSV (ours or the original HaloSpec's)")
-    report.add_argument("--text", action="store_true", help="print the summary table instead")
+    _report_options(report)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -181,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, metavar="S", help="first seed (default: the profile's run.seed)"
     )
     evaluate.add_argument("--steps", action="store_true", help="print a line per step")
+    _override_options(evaluate, sweep=False)
 
     discover = commands.add_parser(
         "discover",
@@ -198,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         prof = resolve_profile(args.profile)
-        if args.headless:
-            return run_headless(prof, args.out)
+        prof = profile_mod.with_overrides(prof, overrides_from(args, prof))
+        if args.headless or args.json:
+            return run_headless(prof, args.out, json_out=args.json)
         from halospec_tui.tui.app import run_monitor  # textual: only for the monitor
 
         return run_monitor(prof, args.out)
@@ -207,9 +324,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(str(e), ExitCode.INPUT)
 
 
-def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
+def run_headless(prof: profile_mod.Profile, out: str | None, *, json_out: bool = False) -> int:
+    """The sweep without the monitor. `json_out`: the summary JSON is the only thing on
+    stdout (for scripts: `halospec-tui run --json | jq .winner`); the lines go to stderr."""
     session = Session.create(prof, out)
-    session.bus.subscribe(HeadlessPrinter())
+    human = sys.stderr if json_out else sys.stdout
+    session.bus.subscribe(HeadlessPrinter(human))
     interrupted = threading.Event()
     outcome: dict[str, Any] = {}
 
@@ -242,9 +362,11 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     err = outcome.get("error")
     if isinstance(err, BackendUnavailable):
         return _fail(f"server not answering: {err.url} ({err.reason})", ExitCode.SERVER)
-    print()
-    print(format_summary(summary or {}))
-    print(f"results: {session.run_dir}")
+    print(file=human)
+    print(format_summary(summary or {}), file=human)
+    print(f"results: {session.run_dir}", file=human)
+    if json_out:
+        print(json_text(summary or {}), flush=True)
     if interrupted.is_set():
         print("interrupted: the summary covers the steps that finished", file=sys.stderr)
         return ExitCode.INTERRUPTED
@@ -259,17 +381,70 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
 # --- report ----------------------------------------------------------------------------------
 
 
+def json_text(data: Any) -> str:
+    """JSON for scripts: strict (a number that is not finite is null, never NaN)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(data), indent=2, allow_nan=False, default=str)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    """One run: its summary (screen, --text, --json); several: their comparison."""
+    if args.output and not args.export:
+        return _fail("--output: only with --export md|html", ExitCode.INPUT)
+    paths = [Path(p) for p in args.paths]
     try:
-        _, summary = read_run(Path(args.path))
+        if len(paths) == 1 and not args.export:
+            _, summary = read_run(paths[0])
+        else:
+            cmp = read_and_compare(paths)
     except ResultsFileError as e:
         return _fail(str(e), ExitCode.INPUT)
-    if args.text or not sys.stdout.isatty():
-        print(format_summary(summary))
-        return ExitCode.OK
-    from halospec_tui.tui.app import run_report  # textual: only for the screen
+    if len(paths) == 1 and not args.export:
+        if args.json:
+            print(json_text(summary))
+            return ExitCode.OK
+        if args.text or not sys.stdout.isatty():
+            print(format_summary(summary))
+            return ExitCode.OK
+        from halospec_tui.tui.app import run_report  # textual: only for the screen
 
-    return run_report(Path(args.path))
+        return run_report(paths[0])
+    if args.export:
+        return export_report(cmp, args.export, args.output)
+    if args.json:
+        print(json_text(cmp))
+        return ExitCode.OK
+    if args.text or not sys.stdout.isatty():
+        print(format_compare_text(cmp))
+        return ExitCode.OK
+    from halospec_tui.tui.app import run_compare  # textual: only for the screen
+
+    return run_compare(cmp)
+
+
+def export_report(cmp: dict[str, Any], kind: str, output: str | None) -> int:
+    """Write the comparison as md or html, atomically (a failed write leaves nothing)."""
+    dest = Path(output) if output else Path(f"halospec-report.{kind}")
+    text = EXPORTS[kind](cmp)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(dest)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return _fail(f"--output {dest}: cannot write ({e.strerror or e})", ExitCode.INPUT)
+    print(f"wrote {dest}")
+    return ExitCode.OK
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -286,6 +461,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     try:
         prof = resolve_profile(args.profile)
+        prof = profile_mod.with_overrides(prof, overrides_from(args, prof))
         if args.seed is not None:
             prof.run.seed = args.seed
         if args.out:
@@ -293,15 +469,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             stamp = new_run_dir(prof.run.out_dir)
             out = stamp.with_name(f"eval-{stamp.name}")
-        on_event = HeadlessPrinter() if args.steps else _print_mode_lines
+        inner = HeadlessPrinter() if args.steps else _print_mode_lines
+        total = evaluation_profile(prof).total_steps() * args.runs
+        # one updating line on a terminal; with --steps (a line per step) plain lines instead
+        progress = ProgressLine(total, inner, tty=False if args.steps else None)
 
         def on_term(signum: int, frame: Any) -> None:  # SIGTERM as Ctrl+C: stop cleanly
             raise KeyboardInterrupt
 
         old = signal.signal(signal.SIGTERM, on_term)
         try:
-            result = run_evaluation(prof, out, args.runs, on_event=on_event)
+            result = run_evaluation(prof, out, args.runs, on_event=progress, log=progress.say)
         finally:
+            progress.finish()
             signal.signal(signal.SIGTERM, old)
     except profile_mod.ProfileError as e:
         return _fail(str(e), ExitCode.INPUT)
