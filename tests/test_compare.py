@@ -231,3 +231,65 @@ def test_unpaired_difference_on_made_up_rows() -> None:
     assert ac["diff"] == 0 and ac["verdict"] == "same"
     assert "A has no profile.toml" in " ".join(cmp["conditions"])
     assert "fixed_2" in R.format_text(cmp) and "<svg" in R.format_html(cmp)
+
+
+def test_original_halospec_csvs_and_three_runs(tmp_path: Path) -> None:
+    """The original HaloSpec's CSVs (no profile, no rounds) compare too; a third run is
+    compared with the first; a mode missing from a run is said, not guessed."""
+    from tests.tui.test_report import original_csv
+
+    a = original_csv(tmp_path / "a.csv")
+    b_path = tmp_path / "b.csv"
+    lines = a.read_text().splitlines()
+    # B: every latency 20 % lower, fixed_8 missing
+    out = [lines[0]]
+    for line in lines[1:]:
+        cells = line.split(",")
+        if cells[2] == "fixed_8":
+            continue
+        cells[6] = str(round(float(cells[6]) * 0.8, 1))
+        out.append(",".join(cells))
+    b_path.write_text("\n".join(out) + "\n")
+    cmp = C.read_and_compare([a, b_path, a])
+    assert [r["label"] for r in cmp["runs"]] == ["A", "B", "C"]
+    d = {(x["run"], x["mode"]): x for x in cmp["differences"]}
+    assert ("B", "fixed_8") not in d and ("C", "fixed_8") in d
+    assert d[("B", "fixed_1")]["diff"] == pytest.approx(0.25, abs=2e-3)
+    assert d[("B", "fixed_1")]["verdict"] == "better"
+    assert d[("C", "fixed_4")]["diff"] == 0 and d[("C", "fixed_4")]["verdict"] == "same"
+    notes = " | ".join(cmp["conditions"])
+    assert "B has no fixed_8" in notes and "A has no profile.toml" in notes
+    text = R.format_text(cmp)
+    assert "B vs A" in text and "C vs A" in text
+    # no recommendation in an original CSV (k never proven): said, not invented
+    assert all(r["recommended"] is None for r in cmp["runs"])
+
+
+@pytest.mark.slow
+async def test_c_on_a_summary_compares_with_another_run(runs: dict[str, Any]) -> None:
+    from halospec_tui.tui.app import ReportApp
+    from halospec_tui.tui.report import load_report
+    from halospec_tui.tui.screens.compare import AddRunScreen, CompareScreen
+    from tests.tui.scripted import wait_until
+
+    app = ReportApp(load_report(runs["a"]))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddRunScreen))
+        await pilot.press("enter")  # empty: a hint, the dialog stays
+        assert isinstance(app.screen, AddRunScreen)
+        app.screen.query_one("#add-run-path").value = str(runs["tmp"] / "missing")  # type: ignore[attr-defined]
+        await pilot.press("enter")  # unreadable: a notification, no crash
+        await wait_until(pilot, lambda: not isinstance(app.screen, AddRunScreen))
+        await pilot.pause(0.5)
+        assert not isinstance(app.screen, CompareScreen)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddRunScreen))
+        app.screen.query_one("#add-run-path").value = str(runs["b"])  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), timeout=30)
+        assert app.screen.cmp["runs"][1]["source"] == str(runs["b"])  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, CompareScreen))
+        await pilot.press("q")
+    assert app.return_code == 0

@@ -105,6 +105,11 @@ class CompareScreen(Screen[None]):
                 cells.append(Text(c, style=DIFF_STYLES.get(verdict, "")))
             dt.add_row(*cells)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "back":  # only when it was opened from a summary (c)
+            return len(self.app.screen_stack) > 1
+        return True
+
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
