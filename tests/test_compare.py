@@ -110,7 +110,9 @@ def test_report_json_differences_match_each_summary(runs: dict[str, Any]) -> Non
         assert d["diff"] == pytest.approx(eb[mode] / ea[mode] - 1, abs=2e-3)
         assert d["lo"] <= d["diff"] <= d["hi"]
         assert 0 <= d["p_value"] <= 1
-        assert d["verdict"] in ("better", "worse", "same", "unclear")
+        assert d["verdict"] in ("better", "worse", "same", "better?", "worse?", "unclear")
+        if d["verdict"] in ("better?", "worse?"):
+            assert d["lo"] > 0 or d["hi"] < 0
         if d["verdict"] in ("better", "worse"):
             assert (d["lo"] > 0) == (d["verdict"] == "better") or (d["hi"] < 0) == (
                 d["verdict"] == "worse"
@@ -132,7 +134,7 @@ def test_report_text_export_md_and_html(runs: dict[str, Any], tmp_path: Path) ->
     out = text.stdout
     assert "COMPARE 2 runs" in out and "B vs A" in out
     for d in cmp["differences"]:
-        assert R.diff_cell(d, cmp["margin"]) in out
+        assert R.diff_cell(d) in out and R.verdict_cell(d, cmp["margin"]) in out
     assert "setting request.max_tokens differs" in out
     assert "draft length k" in out  # the plotext chart
     # HTML: one self-contained file
@@ -144,9 +146,7 @@ def test_report_text_export_md_and_html(runs: dict[str, Any], tmp_path: Path) ->
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "<script" not in page.lower() and "@import" not in page
     for d in cmp["differences"]:
-        assert R.diff_cell(d, cmp["margin"]).replace("±", "&#177;") in page or (
-            R.diff_cell(d, cmp["margin"]) in page
-        )
+        assert R.diff_cell(d) in page and R.verdict_cell(d, cmp["margin"]) in page
     md_path = tmp_path / "cmp.md"
     assert _cli(["report", a, b, "--export", "md", "--output", str(md_path)]).returncode == 0
     md = md_path.read_text()
@@ -187,7 +187,7 @@ async def test_compare_screen_shows_modes_differences_and_chart(runs: dict[str, 
     async with app.run_test(size=(160, 50)) as pilot:
         dt = app.screen.query_one("#compare-table", DataTable)
         assert dt.row_count == len(MODES)
-        assert [str(c.label) for c in dt.columns.values()][-1] == "B vs A"
+        assert [str(c.label) for c in dt.columns.values()][-2:] == ["B vs A (95% CI)", "B vs A"]
         plot = app.screen.query_one(PlotView)
         await wait_until(pilot, lambda: "┌" in str(plot.content))
         await pilot.press("q")

@@ -214,15 +214,21 @@ def difference(
 
 def judge(diffs: list[dict[str, Any]], higher_is_better: bool, alpha: float) -> None:
     """Holm across the modes of one pair of runs; each difference gets its verdict:
-    better | worse (the run against the baseline), same (within the margin) or unclear."""
+    better | worse (the run against the baseline, held after Holm), same (inside the
+    margin), better? | worse? (its own 95 % interval excludes 0 but Holm across the modes does
+    not hold it: with six modes compared one such is expected by chance a quarter of the
+    time) or unclear."""
     held = cf.holm({d["mode"]: d["p_value"] for d in diffs}, alpha)
     for d in diffs:
         real, level = held[d["mode"]]
         d["holm_level"] = round(level, 5)
+        up = (d["diff"] > 0) == higher_is_better
         if real:
-            d["verdict"] = "better" if (d["diff"] > 0) == higher_is_better else "worse"
+            d["verdict"] = "better" if up else "worse"
         elif d["equivalent"]:
             d["verdict"] = "same"
+        elif d["lo"] > 0 or d["hi"] < 0:
+            d["verdict"] = "better?" if up else "worse?"
         else:
             d["verdict"] = "unclear"
 

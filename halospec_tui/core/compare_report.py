@@ -25,6 +25,8 @@ VERDICT = {
     "better": "better",
     "worse": "worse",
     "same": "same (within ±{m})",
+    "better?": "better? (not after Holm)",
+    "worse?": "worse? (not after Holm)",
     "unclear": "within noise",
 }
 
@@ -56,16 +58,23 @@ def pct(x: float) -> str:
     return f"{x * 100:+.1f} %"
 
 
-def diff_cell(d: dict[str, Any] | None, margin: float) -> str:
-    """'+12.3 % [+8.1, +16.0] better' for one mode between two runs."""
+def diff_cell(d: dict[str, Any] | None) -> str:
+    """'+12.3 % [+8.1, +16.0]': one mode between two runs, with its 95 % interval."""
     if d is None:
         return "-"
-    v = VERDICT.get(d.get("verdict", ""), d.get("verdict", "")).format(m=f"{margin * 100:.0f} %")
-    return f"{pct(d['diff'])} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}] {v}"
+    return f"{pct(d['diff'])} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}]"
+
+
+def verdict_cell(d: dict[str, Any] | None, margin: float) -> str:
+    if d is None:
+        return ""
+    v = d.get("verdict", "")
+    return VERDICT.get(v, v).format(m=f"{margin * 100:.0f} %")
 
 
 def table(cmp: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The side-by-side table: per run its estimate and rank, per later run its difference."""
+    """The side-by-side table: per run its estimate and rank; per later run its difference
+    from the baseline and the verdict on it."""
     nd = _nd(cmp)
     runs = cmp["runs"]
     base = cmp["baseline"]
@@ -74,7 +83,8 @@ def table(cmp: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["mode"]
     for r in runs:
         header += [f"{r['label']} {unit} (95% CI)", f"{r['label']} rank"]
-    header += [f"{o} vs {base}" for o in others]
+    for o in others:
+        header += [f"{o} vs {base} (95% CI)", f"{o} vs {base}"]
     diffs = {(d["run"], d["mode"]): d for d in cmp["differences"]}
     body = []
     for mode in cmp["modes"]:
@@ -82,9 +92,18 @@ def table(cmp: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         for r in runs:
             v = r["modes"].get(mode)
             row += [estimate_cell(v, nd), rank_cell(v)]
-        row += [diff_cell(diffs.get((o, mode)), cmp["margin"]) for o in others]
+        for o in others:
+            d = diffs.get((o, mode))
+            row += [diff_cell(d), verdict_cell(d, cmp["margin"])]
         body.append(row)
     return header, body
+
+
+def row_verdicts(cmp: dict[str, Any]) -> list[list[str]]:
+    """Per row of `table`, the verdict of each difference cell ('' where none): for colour."""
+    diffs = {(d["run"], d["mode"]): d["verdict"] for d in cmp["differences"]}
+    others = [r["label"] for r in cmp["runs"] if r["label"] != cmp["baseline"]]
+    return [[diffs.get((o, mode), "") for o in others] for mode in cmp["modes"]]
 
 
 def run_lines(cmp: dict[str, Any]) -> list[str]:
@@ -135,10 +154,12 @@ def summary_line(cmp: dict[str, Any]) -> str:
     for r in cmp["runs"][1:]:
         ds = [d for d in cmp["differences"] if d["run"] == r["label"]]
         counts = {v: sum(1 for d in ds if d["verdict"] == v) for v in VERDICT}
+        maybe = counts["better?"] + counts["worse?"]
         parts.append(
             f"{r['label']} vs {cmp['baseline']}: {counts['better']} better, "
-            f"{counts['worse']} worse, {counts['same']} the same, {counts['unclear']} within "
-            f"noise (of {len(ds)} modes in both)"
+            f"{counts['worse']} worse, {counts['same']} the same, "
+            + (f"{maybe} suggestive but not held after Holm, " if maybe else "")
+            + f"{counts['unclear']} within noise (of {len(ds)} modes in both)"
         )
     return "; ".join(parts)
 
@@ -198,17 +219,15 @@ def svg_chart(cmp: dict[str, Any], width: int = 720, height: int = 360) -> str:
     pad_l, pad_r, pad_t, pad_b = 64, 110, 30, 46
     ks = sorted({p[0] for pts in series.values() for p in pts})
     ys = [y for pts in series.values() for p in pts for y in p[1:] if y is not None]
-    kmin, kmax = min(ks), max(ks)
+    kmin, kmax = min(ks) - 0.3, max(ks) + 0.3  # room for the intervals at the ends
     ymin, ymax = min(ys), max(ys)
     if ymax == ymin:
         ymin, ymax = ymin - 1, ymax + 1
     span = ymax - ymin
     ymin, ymax = ymin - 0.05 * span, ymax + 0.05 * span
 
-    def x(k: float) -> float:
-        if kmax == kmin:
-            return pad_l + (width - pad_l - pad_r) / 2
-        return pad_l + (k - kmin) / (kmax - kmin) * (width - pad_l - pad_r)
+    def x(k: float, dodge: float = 0.0) -> float:
+        return pad_l + (k - kmin) / (kmax - kmin) * (width - pad_l - pad_r) + dodge
 
     def y(v: float) -> float:
         return pad_t + (ymax - v) / (ymax - ymin) * (height - pad_t - pad_b)
@@ -236,21 +255,32 @@ def svg_chart(cmp: dict[str, Any], width: int = 720, height: int = 360) -> str:
         f'<text x="{(pad_l + width - pad_r) / 2:.1f}" y="{height - 8}" '
         'text-anchor="middle">draft length k</text>'
         f'<text x="{pad_l}" y="18">{e(chart_title(cmp))}</text>'
+        f'<text x="{width - pad_r + 12}" y="{height - pad_b}" fill="#666">bars: 95 % CI</text>'
     )
+    n = len(series)
     for i, (lab, pts) in enumerate(series.items()):
         c = COLORS[i % len(COLORS)]
         dash = "" if i == 0 else f' stroke-dasharray="{4 + 2 * i},{3}"'
-        path = " ".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in pts)
+        dx = (i - (n - 1) / 2) * 7.0  # runs side by side at each k, so intervals stay apart
+        path = " ".join(f"{x(p[0], dx):.1f},{y(p[1]):.1f}" for p in pts)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"{dash}/>')
         for p in pts:
+            px = x(p[0], dx)
+            tip = f"{e(lab)} k={p[0]:g}: {p[1]:.2f}"
             if p[2] is not None and p[3] is not None:
+                tip += f" [{p[2]:.2f}, {p[3]:.2f}]"
+                for yy in (p[2], p[3]):
+                    parts.append(
+                        f'<line x1="{px - 3:.1f}" x2="{px + 3:.1f}" y1="{y(yy):.1f}" '
+                        f'y2="{y(yy):.1f}" stroke="{c}" stroke-width="1.5"/>'
+                    )
                 parts.append(
-                    f'<line x1="{x(p[0]):.1f}" x2="{x(p[0]):.1f}" y1="{y(p[2]):.1f}" '
+                    f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{y(p[2]):.1f}" '
                     f'y2="{y(p[3]):.1f}" stroke="{c}" stroke-width="1.5"/>'
                 )
             parts.append(
-                f'<circle cx="{x(p[0]):.1f}" cy="{y(p[1]):.1f}" r="3.5" fill="{c}">'
-                f"<title>{e(lab)} k={p[0]:g}: {p[1]:.2f}</title></circle>"
+                f'<circle cx="{px:.1f}" cy="{y(p[1]):.1f}" r="3.5" fill="{c}">'
+                f"<title>{tip}</title></circle>"
             )
         ly = pad_t + 16 + 18 * i
         parts.append(
@@ -328,22 +358,30 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 
 table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-td.better { background: #e6f4ea; } td.worse { background: #fce8e6; }
+td.better { background: #c8e6c9; } td.worse { background: #f8c8c4; }
+td.maybe-better { background: #eef7ee; } td.maybe-worse { background: #fdf0ee; }
 .notes li { margin: 2px 0; } code { background: #f4f4f4; padding: 0 3px; }
 """
+
+
+CELL_CLASS = {
+    "better": "better",
+    "worse": "worse",
+    "better?": "maybe-better",
+    "worse?": "maybe-worse",
+}
 
 
 def format_html(cmp: dict[str, Any]) -> str:
     """`--export html`: one self-contained file (inline CSS and SVG, nothing fetched)."""
     e = html.escape
     header, body = table(cmp)
-    others = len(header) - 1 - 2 * len(cmp["runs"])
+    first = 1 + 2 * len(cmp["runs"])
     rows = []
-    for row in body:
-        cells = [f"<td>{e(row[0])}</td>"]
-        cells += [f"<td>{e(c)}</td>" for c in row[1 : len(row) - others]]
-        for c in row[len(row) - others :]:
-            cls = "better" if c.endswith("better") else "worse" if c.endswith("worse") else ""
+    for row, verdicts in zip(body, row_verdicts(cmp), strict=True):
+        cells = [f"<td>{e(c)}</td>" for c in row[:first]]
+        for i, c in enumerate(row[first:]):
+            cls = CELL_CLASS.get(verdicts[i // 2], "")
             cells.append(f'<td class="{cls}">{e(c)}</td>' if cls else f"<td>{e(c)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     title = f"Comparison of {len(cmp['runs'])} runs: {cmp['metric_label']} per mode"

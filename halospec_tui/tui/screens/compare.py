@@ -20,6 +20,7 @@ from halospec_tui.core.compare import read_and_compare
 from halospec_tui.core.compare_report import (
     chart_draw,
     chart_title,
+    row_verdicts,
     run_lines,
     summary_line,
     table,
@@ -28,7 +29,7 @@ from halospec_tui.core.compare_report import (
 from halospec_tui.core.results import ResultsFileError
 from halospec_tui.tui.widgets.charts import PlotView
 
-DIFF_STYLES = {"better": "green", "worse": "red"}
+DIFF_STYLES = {"better": "bold green", "worse": "bold red", "better?": "green", "worse?": "red"}
 
 
 def title_text(cmp: dict[str, Any]) -> Text:
@@ -98,11 +99,10 @@ class CompareScreen(Screen[None]):
         dt = self.query_one("#compare-table", DataTable)
         dt.add_columns(*header)
         first_diff = 1 + 2 * len(self.cmp["runs"])
-        for row in body:
+        for row, verdicts in zip(body, row_verdicts(self.cmp), strict=True):
             cells: list[str | Text] = list(row[:first_diff])
-            for c in row[first_diff:]:
-                verdict = c.rsplit(" ", 1)[-1]
-                cells.append(Text(c, style=DIFF_STYLES.get(verdict, "")))
+            for i, c in enumerate(row[first_diff:]):
+                cells.append(Text(c, style=DIFF_STYLES.get(verdicts[i // 2], "")))
             dt.add_row(*cells)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
