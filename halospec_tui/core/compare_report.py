@@ -10,6 +10,8 @@ can be attached to an issue and opened anywhere).
 from __future__ import annotations
 
 import html
+import re
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -295,8 +297,25 @@ def svg_chart(cmp: dict[str, Any], width: int = 720, height: int = 360) -> str:
 # --- the views ------------------------------------------------------------------------------
 
 
-def format_text(cmp: dict[str, Any], *, chart: bool = True, width: int = 78) -> str:
-    """`report A B --text`: what a terminal or a log shows."""
+def _wrap(text: str, width: int, indent: str = "  ") -> list[str]:
+    """Wrapped at `width`, never inside "k = 4" or "95 %" (held together while wrapping)."""
+    glued = re.sub(r"(\bk) = (\d)", "\\1\x00=\x00\\2", text)
+    glued = re.sub(r"(\d) %", "\\1\x00%", glued)
+    lines = textwrap.wrap(
+        glued,
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_on_hyphens=False,
+    )
+    return [line.replace("\x00", " ") for line in lines] or [indent]
+
+
+def format_text(
+    cmp: dict[str, Any], *, chart: bool = True, width: int = 78, prose_width: int = 100
+) -> str:
+    """`report A B --text`: what a terminal or a log shows (the table as wide as it needs,
+    sentences wrapped at `prose_width`)."""
     lines = [
         f"COMPARE {len(cmp['runs'])} runs: {cmp['metric_label']} per mode, baseline "
         f"{cmp['baseline']}",
@@ -304,11 +323,13 @@ def format_text(cmp: dict[str, Any], *, chart: bool = True, width: int = 78) -> 
         "",
         *text_table(*table(cmp)),
         "",
-        f"method: {cmp['method']}",
+        *_wrap(f"method: {cmp['method']}", prose_width, ""),
     ]
     if len(cmp["runs"]) > 1:
-        lines.append(summary_line(cmp))
-    lines += ["", "recommendations:", *[f"  {x}" for x in verdict_lines(cmp)]]
+        lines += _wrap(summary_line(cmp), prose_width, "")
+    lines += ["", "recommendations:"]
+    for x in verdict_lines(cmp):
+        lines += _wrap(x, prose_width)
     notes = cmp["conditions"]
     lines += [
         "",
@@ -317,7 +338,8 @@ def format_text(cmp: dict[str, Any], *, chart: bool = True, width: int = 78) -> 
         else "same conditions "
         "(backend, model, draft channel, settings; no contaminated or load steps)",
     ]
-    lines += [f"  {n}" for n in notes]
+    for n in notes:
+        lines += _wrap(n, prose_width)
     text = chart_text(cmp, width=width) if chart else ""
     if text:
         lines += ["", text]
