@@ -159,3 +159,29 @@ def test_progress_on_a_terminal_is_one_updating_line() -> None:
     assert text.count("\r\x1b[K") >= 3
     assert "progress 10/10 steps (100 %) · 0:03 elapsed · ETA 0:00" in text
     assert clock(3725) == "1:02:05" and clock(65) == "1:05"
+
+
+@pytest.mark.slow
+def test_evaluate_prints_progress_with_eta_and_takes_overrides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real evaluation on the embedded engine: in a pipe, plain progress lines (at most one
+    per tenth) with the ETA; --max-tokens reaches each run's profile.toml."""
+    import tomllib
+
+    from halospec_tui.cli import main
+    from tests.test_evaluate import TINY
+
+    prof = tmp_path / "tiny.toml"
+    prof.write_text(TINY + "interleave = true\n", encoding="utf-8")
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--profile", str(prof), "--out", str(out), "--max-tokens", "12"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    progress = [line for line in printed.splitlines() if line.startswith("progress ")]
+    assert 1 <= len(progress) <= 10
+    assert all(" elapsed · ETA " in line for line in progress)
+    assert progress[-1].startswith("progress 30/30 steps (100 %)")
+    assert "\r" not in printed  # no terminal: no line rewritten in place
+    used = tomllib.loads((out / "run-1" / "profile.toml").read_text())
+    assert used["request"]["max_tokens"] == 12
