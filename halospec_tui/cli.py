@@ -1,6 +1,8 @@
 """Command line: subcommands, their arguments and exit codes; the monitor or headless output.
 
     halospec-tui [run] [--profile FILE] [--out DIR] [--headless]   the sweep (the default)
+        [--json] [--url U] [--model M] [--modes A,B] [--steps N] [--max-tokens N]
+        [--set section.key=VALUE ...]                                 overrides, for one run
     halospec-tui report RUN_FOLDER_OR_CSV [--text|--json]           a finished run's summary
     halospec-tui report A B [C ...] [--text|--json|--export md|html] runs compared
     halospec-tui evaluate --profile FILE [--runs N] [--seed S]      every fixed k vs controllers

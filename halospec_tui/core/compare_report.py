@@ -311,6 +311,17 @@ def _wrap(text: str, width: int, indent: str = "  ") -> list[str]:
     return [line.replace("\x00", " ") for line in lines] or [indent]
 
 
+def title(cmp: dict[str, Any]) -> str:
+    n = len(cmp["runs"])
+    if n == 1:
+        return f"Run {cmp['runs'][0]['source']}: {cmp['metric_label']} per mode"
+    return f"Comparison of {n} runs: {cmp['metric_label']} per mode"
+
+
+def notes_heading(cmp: dict[str, Any]) -> str:
+    return "Conditions that differ" if len(cmp["runs"]) > 1 else "Notes"
+
+
 def format_text(
     cmp: dict[str, Any], *, chart: bool = True, width: int = 78, prose_width: int = 100
 ) -> str:
@@ -354,20 +365,18 @@ def format_markdown(cmp: dict[str, Any]) -> str:
     """`--export md`: the comparison as a Markdown document (the chart as a text block)."""
     header, body = table(cmp)
     out = [
-        f"# Comparison of {len(cmp['runs'])} runs: {cmp['metric_label']} per mode",
+        f"# {title(cmp)}",
         "",
         *[f"- **{x.split('  ', 1)[0]}** {x.split('  ', 1)[1]}" for x in run_lines(cmp)],
         "",
         "| " + " | ".join(_md_cell(h) for h in header) + " |",
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
         *["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body],
-        "",
-        f"Method: {cmp['method']}.",
     ]
     if len(cmp["runs"]) > 1:
-        out += ["", summary_line(cmp) + "."]
+        out += ["", f"Method: {cmp['method']}.", "", summary_line(cmp) + "."]
     out += ["", "## Recommendations", "", *[f"- {x}" for x in verdict_lines(cmp)], ""]
-    out += ["## Conditions that differ", ""]
+    out += [f"## {notes_heading(cmp)}", ""]
     out += [f"- {n}" for n in cmp["conditions"]] or ["- none found"]
     text = chart_text(cmp)
     if text:
@@ -406,23 +415,23 @@ def format_html(cmp: dict[str, Any]) -> str:
             cls = CELL_CLASS.get(verdicts[i // 2], "")
             cells.append(f'<td class="{cls}">{e(c)}</td>' if cls else f"<td>{e(c)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    title = f"Comparison of {len(cmp['runs'])} runs: {cmp['metric_label']} per mode"
+    head = title(cmp)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
+        f"<title>{e(head)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{e(head)}</h1>",
         "<ul>" + "".join(f"<li><code>{e(x)}</code></li>" for x in run_lines(cmp)) + "</ul>",
         "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead>",
         "<tbody>" + "\n".join(rows) + "</tbody></table>",
-        f"<p>Method: {e(cmp['method'])}.</p>",
     ]
     if len(cmp["runs"]) > 1:
+        parts.append(f"<p>Method: {e(cmp['method'])}.</p>")
         parts.append(f"<p>{e(summary_line(cmp))}.</p>")
     parts.append(svg_chart(cmp))
     parts.append("<h2>Recommendations</h2><ul>")
     parts += [f"<li>{e(x)}</li>" for x in verdict_lines(cmp)]
-    parts.append('</ul><h2>Conditions that differ</h2><ul class="notes">')
+    parts.append(f'</ul><h2>{notes_heading(cmp)}</h2><ul class="notes">')
     parts += [f"<li>{e(n)}</li>" for n in cmp["conditions"]] or ["<li>none found</li>"]
     parts.append("</ul></body></html>")
     return redact.scrub("\n".join(parts) + "\n")
