@@ -192,6 +192,19 @@ async def test_compare_screen_shows_modes_differences_and_chart(runs: dict[str, 
         await wait_until(pilot, lambda: "┌" in str(plot.content))
         await pilot.press("q")
     assert app.return_code == 0
+    # 80 columns: one column per run (value and rank), the verdict in a word; nothing cut
+    app = CompareApp(cmp)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dt = app.screen.query_one("#compare-table", DataTable)
+        assert [str(c.label) for c in dt.columns.values()] == [
+            "mode",
+            "A tokens/s",
+            "B tokens/s",
+            "B vs A",
+            "B vs A",
+        ]
+        assert sum(c.get_render_width(dt) for c in dt.columns.values()) <= 78
+        await pilot.press("q")
 
 
 def test_unpaired_difference_on_made_up_rows() -> None:

@@ -74,9 +74,14 @@ def verdict_cell(d: dict[str, Any] | None, margin: float) -> str:
     return VERDICT.get(v, v).format(m=f"{margin * 100:.0f} %")
 
 
-def table(cmp: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+VERDICT_SHORT = {"unclear": "noise", "same": "same"}
+
+
+def table(cmp: dict[str, Any], *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """The side-by-side table: per run its estimate and rank; per later run its difference
-    from the baseline and the verdict on it."""
+    from the baseline and the verdict on it. `compact` (a narrow screen): per run one column,
+    the value and its rank without the interval; the difference's interval in whole percent,
+    the verdict in a word."""
     nd = _nd(cmp)
     runs = cmp["runs"]
     base = cmp["baseline"]
@@ -84,21 +89,42 @@ def table(cmp: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     unit = cmp["metric_label"]
     header = ["mode"]
     for r in runs:
-        header += [f"{r['label']} {unit} (95% CI)", f"{r['label']} rank"]
+        if compact:
+            header.append(f"{r['label']} {unit}")
+        else:
+            header += [f"{r['label']} {unit} (95% CI)", f"{r['label']} rank"]
     for o in others:
-        header += [f"{o} vs {base} (95% CI)", f"{o} vs {base}"]
+        header += [f"{o} vs {base}" + ("" if compact else " (95% CI)"), f"{o} vs {base}"]
     diffs = {(d["run"], d["mode"]): d for d in cmp["differences"]}
     body = []
     for mode in cmp["modes"]:
         row = [mode]
         for r in runs:
             v = r["modes"].get(mode)
-            row += [estimate_cell(v, nd), rank_cell(v)]
+            if compact:
+                value = "-" if not v or v.get("value") is None else f"{v['value']:.{nd}f}"
+                row.append(f"{value} {rank_cell(v)}".strip())
+            else:
+                row += [estimate_cell(v, nd), rank_cell(v)]
         for o in others:
             d = diffs.get((o, mode))
-            row += [diff_cell(d), verdict_cell(d, cmp["margin"])]
+            if compact:
+                cell = (
+                    "-"
+                    if d is None
+                    else (f"{pct(d['diff'])} [{d['lo'] * 100:+.0f}, {d['hi'] * 100:+.0f}]")
+                )
+                word = "" if d is None else VERDICT_SHORT.get(d["verdict"], d["verdict"])
+                row += [cell, word]
+            else:
+                row += [diff_cell(d), verdict_cell(d, cmp["margin"])]
         body.append(row)
     return header, body
+
+
+def diff_start(cmp: dict[str, Any], *, compact: bool = False) -> int:
+    """The index of the first difference column of `table`."""
+    return 1 + (1 if compact else 2) * len(cmp["runs"])
 
 
 def row_verdicts(cmp: dict[str, Any]) -> list[list[str]]:
@@ -407,7 +433,7 @@ def format_html(cmp: dict[str, Any]) -> str:
     """`--export html`: one self-contained file (inline CSS and SVG, nothing fetched)."""
     e = html.escape
     header, body = table(cmp)
-    first = 1 + 2 * len(cmp["runs"])
+    first = diff_start(cmp)
     rows = []
     for row, verdicts in zip(body, row_verdicts(cmp), strict=True):
         cells = [f"<td>{e(c)}</td>" for c in row[:first]]

@@ -20,6 +20,7 @@ from halospec_tui.core.compare import read_and_compare
 from halospec_tui.core.compare_report import (
     chart_draw,
     chart_title,
+    diff_start,
     row_verdicts,
     run_lines,
     summary_line,
@@ -80,6 +81,7 @@ class CompareScreen(Screen[None]):
     def __init__(self, cmp: dict[str, Any]) -> None:
         super().__init__(id="compare")
         self.cmp = cmp
+        self._compact: bool | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="compare-body"):
@@ -95,10 +97,27 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._fill(compact=self.size.width < self.full_width())
+
+    def on_resize(self) -> None:
+        compact = self.size.width < self.full_width()
+        if compact != self._compact:
+            self._fill(compact)
+
+    def full_width(self) -> int:
+        """Cells the full table needs: its widest cell per column, padding, the scrollbar."""
         header, body = table(self.cmp)
+        cols = zip(header, *body, strict=True)
+        return sum(max(len(c) for c in col) + 2 for col in cols) + 4
+
+    def _fill(self, compact: bool) -> None:
+        """(Re)build the table: full, or compact when the screen is narrower than it."""
+        self._compact = compact
+        header, body = table(self.cmp, compact=compact)
         dt = self.query_one("#compare-table", DataTable)
+        dt.clear(columns=True)
         dt.add_columns(*header)
-        first_diff = 1 + 2 * len(self.cmp["runs"])
+        first_diff = diff_start(self.cmp, compact=compact)
         for row, verdicts in zip(body, row_verdicts(self.cmp), strict=True):
             cells: list[str | Text] = list(row[:first_diff])
             for i, c in enumerate(row[first_diff:]):
