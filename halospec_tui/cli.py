@@ -150,7 +150,7 @@ def _override_options(
         dest="set_values",
         default=_keep(None, suppress),
         help="any profile setting, KEY as section.key, VALUE as TOML (repeatable): "
-        '--set run.order="blocks" --set load.scheduled=true',
+        "--set run.order=blocks --set load.scheduled=true",
     )
 
 

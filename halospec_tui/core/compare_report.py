@@ -187,7 +187,7 @@ def summary_line(cmp: dict[str, Any]) -> str:
             f"{r['label']} vs {cmp['baseline']}: {counts['better']} better, "
             f"{counts['worse']} worse, {counts['same']} the same, "
             + (f"{maybe} suggestive but not held after Holm, " if maybe else "")
-            + f"{counts['unclear']} within noise (of {len(ds)} modes in both)"
+            + f"{counts['unclear']} within noise (of {len(ds)} modes compared)"
         )
     return "; ".join(parts)
 
