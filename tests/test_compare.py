@@ -306,3 +306,19 @@ async def test_c_on_a_summary_compares_with_another_run(runs: dict[str, Any]) ->
         await wait_until(pilot, lambda: not isinstance(app.screen, CompareScreen))
         await pilot.press("q")
     assert app.return_code == 0
+
+
+def test_draft_length_notes_when_runs_disagree_or_k_was_not_applied() -> None:
+    def entry(label: str, **verdicts: str) -> dict[str, Any]:
+        return {"label": label, "modes": {m: {"verdict": v} for m, v in verdicts.items()}}
+
+    notes = C.draft_notes(
+        [
+            entry("A", fixed_1="applied", fixed_4="applied", fixed_8="not_applied"),
+            entry("B", fixed_1="applied", fixed_4="unknown", fixed_8="not_applied"),
+        ]
+    )
+    assert notes == [
+        "draft length of fixed_4: A applied, B unknown",
+        "draft length of fixed_8: A not applied, B not applied",
+    ]

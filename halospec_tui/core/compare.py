@@ -243,7 +243,7 @@ def conditions(runs: Sequence[RunInput], entries: Sequence[dict[str, Any]]) -> l
             notes.append(
                 f"{what} differs: "
                 + ", ".join(
-                    f"{e['label']} {v or '?'}" for e, v in zip(entries, values, strict=True)
+                    f"{e['label']} {v or 'unknown'}" for e, v in zip(entries, values, strict=True)
                 )
             )
 
@@ -280,11 +280,28 @@ def conditions(runs: Sequence[RunInput], entries: Sequence[dict[str, Any]]) -> l
             notes.append(f"{e['label']} was cancelled before the end")
         if e["partial"]:
             notes.append(f"{e['label']} is a partial export")
+    notes += draft_notes(entries)
     all_modes = [set(e["modes"]) for e in entries]
     for e, ms in zip(entries, all_modes, strict=True):
         missing = sorted(set().union(*all_modes) - ms)
         if missing:
             notes.append(f"{e['label']} has no {', '.join(missing)}")
+    return notes
+
+
+def draft_notes(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """Whether each mode's draft length reached the server, where the runs disagree or it did
+    not: a mode whose k was not applied measured something else than k."""
+    notes = []
+    modes = list(dict.fromkeys(m for e in entries for m in e["modes"]))
+    for mode in modes:
+        seen = [(e["label"], e["modes"][mode]["verdict"]) for e in entries if mode in e["modes"]]
+        verdicts = {v for _, v in seen}
+        if len(verdicts) > 1 or "not_applied" in verdicts:
+            notes.append(
+                f"draft length of {mode}: "
+                + ", ".join(f"{lab} {v.replace('_', ' ')}" for lab, v in seen)
+            )
     return notes
 
 
