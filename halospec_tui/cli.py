@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -426,7 +427,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(json_text(cmp))
         return ExitCode.OK
     if args.text or not sys.stdout.isatty():
-        print(format_compare_text(cmp))
+        # on a terminal, fit its width; in a pipe or a file, the full table
+        columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        print(format_compare_text(cmp, columns=columns))
         return ExitCode.OK
     from halospec_tui.tui.app import run_compare  # textual: only for the screen
 

@@ -244,6 +244,12 @@ def test_unpaired_difference_on_made_up_rows() -> None:
     assert ac["diff"] == 0 and ac["verdict"] == "same"
     assert "A has no profile.toml" in " ".join(cmp["conditions"])
     assert "fixed_2" in R.format_text(cmp) and "<svg" in R.format_html(cmp)
+    # on an 80-column terminal every line fits (the table compact, sentences wrapped)
+    two = C.compare_runs([a, b])
+    narrow = R.format_text(two, columns=80)
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert max(len(line) for line in R.format_text(two).splitlines()) > 80
+    assert "124.7 n/r" in narrow  # not ranked: draft length never proven in these rows
 
 
 def test_original_halospec_csvs_and_three_runs(tmp_path: Path) -> None:

@@ -103,7 +103,8 @@ def table(cmp: dict[str, Any], *, compact: bool = False) -> tuple[list[str], lis
             v = r["modes"].get(mode)
             if compact:
                 value = "-" if not v or v.get("value") is None else f"{v['value']:.{nd}f}"
-                row.append(f"{value} {rank_cell(v)}".strip())
+                rank = "n/r" if v and v.get("label") == "not_ranked" else rank_cell(v)
+                row.append(f"{value} {rank}".strip())
             else:
                 row += [estimate_cell(v, nd), rank_cell(v)]
         for o in others:
@@ -349,16 +350,27 @@ def notes_heading(cmp: dict[str, Any]) -> str:
 
 
 def format_text(
-    cmp: dict[str, Any], *, chart: bool = True, width: int = 78, prose_width: int = 100
+    cmp: dict[str, Any],
+    *,
+    chart: bool = True,
+    width: int = 78,
+    prose_width: int = 100,
+    columns: int | None = None,
 ) -> str:
     """`report A B --text`: what a terminal or a log shows (the table as wide as it needs,
-    sentences wrapped at `prose_width`)."""
+    sentences wrapped at `prose_width`). `columns`: the terminal's width; a table wider than
+    that is printed compact (table(compact=True)), sentences wrap to it."""
+    compact = False
+    if columns is not None:
+        compact = max(len(line) for line in text_table(*table(cmp))) > columns
+        prose_width = min(prose_width, max(40, columns - 1))
+        width = min(width, max(40, columns - 1))
     lines = [
         f"COMPARE {len(cmp['runs'])} runs: {cmp['metric_label']} per mode, baseline "
         f"{cmp['baseline']}",
-        *[f"  {x}" for x in run_lines(cmp)],
+        *[w for x in run_lines(cmp) for w in _wrap(x, prose_width)],
         "",
-        *text_table(*table(cmp)),
+        *text_table(*table(cmp, compact=compact)),
         "",
         *_wrap(f"method: {cmp['method']}", prose_width, ""),
     ]
