@@ -1,7 +1,10 @@
 """Command line: subcommands, their arguments and exit codes; the monitor or headless output.
 
     halospec-tui [run] [--profile FILE] [--out DIR] [--headless]   the sweep (the default)
-    halospec-tui report RUN_FOLDER_OR_CSV [--text] [--run N]        a finished run's summary
+        [--json] [--url U] [--model M] [--modes A,B] [--steps N] [--max-tokens N]
+        [--set section.key=VALUE ...] [--check]                       overrides, for one run
+    halospec-tui report RUN_FOLDER_OR_CSV [--text|--json] [--run N] a finished run's summary
+    halospec-tui report A B [C ...] [--text|--json|--export md|html] runs compared
     halospec-tui evaluate --profile FILE [--runs N] [--seed S]      every fixed k vs controllers
     halospec-tui discover [--address URL] [--pick N --write FILE]   find local servers
                                                                     (also: --discover)
@@ -16,8 +19,10 @@ from __future__ import annotations
 import _thread
 import argparse
 import contextlib
+import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -33,6 +38,7 @@ from halospec_tui.backends import llamacpp_build as lb
 from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.backends.registry import KINDS
+from halospec_tui.core.compare_report import EXPORTS
 from halospec_tui.exitcodes import ExitCode
 from halospec_tui.procs import children
 from halospec_tui.textfile import one_line
@@ -140,6 +146,13 @@ def _run_options(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None
         help="no monitor: print a line per step, then the summary",
     )
     _check_option(ap, suppress=suppress)
+    ap.add_argument(
+        "--json",
+        action="store_true",
+        default=_keep(False, suppress),
+        help="headless, and print the summary as JSON on stdout (every other line on stderr)",
+    )
+    _override_options(ap, suppress=suppress)
 
 
 def _check_option(ap: argparse.ArgumentParser, *, suppress: bool = False) -> None:
@@ -150,6 +163,80 @@ def _check_option(ap: argparse.ArgumentParser, *, suppress: bool = False) -> Non
         help="check the profile and options, say what would run, and exit (nothing started, "
         "nothing written)",
     )
+
+
+def _override_options(
+    ap: argparse.ArgumentParser, *, suppress: bool = False, sweep: bool = True
+) -> None:
+    """Settings a user changes often, without editing the profile (validated like it)."""
+    g = ap.add_argument_group(
+        "overrides", "change the profile's settings for this run (validated like the profile)"
+    )
+    g.add_argument(
+        "--url", metavar="URL", default=_keep(None, suppress), help="server URL (backend.url)"
+    )
+    g.add_argument(
+        "--model",
+        metavar="NAME",
+        default=_keep(None, suppress),
+        help="model name sent with each request (request.model)",
+    )
+    if sweep:
+        g.add_argument(
+            "--modes",
+            metavar="LIST",
+            default=_keep(None, suppress),
+            help="modes to sweep, comma-separated: fixed_1,fixed_4,adaptive (run.modes)",
+        )
+        g.add_argument(
+            "--steps",
+            type=int,
+            metavar="N",
+            default=_keep(None, suppress),
+            help="measured steps per mode (run.steps_fixed and run.steps_adaptive)",
+        )
+    g.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        default=_keep(None, suppress),
+        help="completion tokens per request (request.max_tokens)",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        dest="set_values",
+        default=_keep(None, suppress),
+        help="any profile setting, KEY as section.key, VALUE as TOML (repeatable): "
+        "--set run.order=blocks --set load.scheduled=true",
+    )
+
+
+def overrides_from(
+    args: argparse.Namespace, prof: profile_mod.Profile
+) -> list[profile_mod.Override]:
+    """The override options given, as profile overrides (the named ones first, then --set in
+    order: a later one wins). Raises ProfileError for a --set that is not KEY=VALUE."""
+    out: list[profile_mod.Override] = []
+    ov = profile_mod.Override
+    if getattr(args, "url", None) is not None:
+        out.append(ov("backend.url", args.url, f"--url {args.url}"))
+    if getattr(args, "model", None) is not None:
+        out.append(ov("request.model", args.model, f"--model {args.model}"))
+    if getattr(args, "modes", None) is not None:
+        modes = [m.strip() for m in args.modes.split(",")]
+        out.append(ov("run.modes", modes, f"--modes {args.modes}"))
+    steps = getattr(args, "steps", None)
+    if steps is not None and not isinstance(steps, bool):
+        for key in ("run.steps_fixed", "run.steps_adaptive"):
+            out.append(ov(key, steps, f"--steps {steps}"))
+        if prof.scenario.kind != "none" and prof.scenario.steps:
+            out.append(ov("scenario.steps", steps, f"--steps {steps}"))
+    if getattr(args, "max_tokens", None) is not None:
+        out.append(ov("request.max_tokens", args.max_tokens, f"--max-tokens {args.max_tokens}"))
+    out += [profile_mod.parse_set(text) for text in getattr(args, "set_values", None) or []]
+    return out
 
 
 def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False) -> None:
@@ -184,6 +271,39 @@ def _discover_options(ap: argparse._ActionsContainer, *, suppress: bool = False)
     )
 
 
+def _report_options(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "paths",
+        nargs="+",
+        metavar="RUN",
+        help="run folder or results CSV (ours or the original HaloSpec's); two or more: "
+        "compare them, the first is the baseline",
+    )
+    out = ap.add_mutually_exclusive_group()
+    out.add_argument("--text", action="store_true", help="print the summary (or comparison)")
+    out.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary (one run) or the comparison (several) as JSON",
+    )
+    out.add_argument(
+        "--export",
+        choices=tuple(EXPORTS),
+        help="write a report to attach to an issue (HTML: one self-contained file)",
+    )
+    ap.add_argument(
+        "--output",
+        metavar="FILE",
+        help="where --export writes (default: halospec-report.EXT in this folder)",
+    )
+    ap.add_argument(
+        "--run",
+        type=int,
+        metavar="N",
+        help="the N-th run of a CSV that holds several (HaloSpec appends runs to one file)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = Parser(
         prog="halospec-tui",
@@ -213,17 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report",
-        help="the summary of a finished run",
-        description="Open the summary screen of a finished run.",
+        help="the summary of a finished run, or several runs compared",
+        description="Open the summary screen of a finished run; with several runs, compare "
+        "them: each mode side by side, every later run against the first with a 95 %% "
+        "interval, the recommendations and what differed between the runs (docs/compare.md).",
     )
-    report.add_argument("path", help="run folder or results CSV (ours or the original HaloSpec's)")
-    report.add_argument("--text", action="store_true", help="print the summary table instead")
-    report.add_argument(
-        "--run",
-        type=int,
-        metavar="N",
-        help="the N-th run of a CSV that holds several (HaloSpec appends runs to one file)",
-    )
+    _report_options(report)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -253,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--steps", action="store_true", help="print a line per step")
     _check_option(evaluate, suppress=True)
+    _override_options(evaluate, sweep=False)
 
     discover = commands.add_parser(
         "discover",
@@ -284,10 +400,11 @@ def _build_server_parser(commands: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         prof = resolve_profile(args.profile)
+        prof = profile_mod.with_overrides(prof, overrides_from(args, prof))
         if args.check:
             return check_run(prof, args.out)
-        if args.headless:
-            return run_headless(prof, args.out)
+        if args.headless or args.json:
+            return run_headless(prof, args.out, json_out=args.json)
         if not on_a_terminal():
             # the monitor needs a terminal to draw on and read keys from; without one it
             # would draw into a file and wait for keys that never come
@@ -321,11 +438,14 @@ def check_run(prof: profile_mod.Profile, out: str | None, what: str = "run") -> 
     return ExitCode.OK
 
 
-def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
+def run_headless(prof: profile_mod.Profile, out: str | None, *, json_out: bool = False) -> int:
+    """The sweep without the monitor. `json_out`: the summary JSON is the only thing on
+    stdout (for scripts: `halospec-tui run --json | jq .winner`); the lines go to stderr."""
     from halospec_tui.headless import HeadlessPrinter, format_summary
     from halospec_tui.session import Session
 
     session = Session.create(prof, out)
+    human = sys.stderr if json_out else sys.stdout
     interrupted = threading.Event()
     pipe_closed = threading.Event()
     outcome: dict[str, Any] = {}
@@ -334,7 +454,7 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
         pipe_closed.set()
         session.runner.cancel()
 
-    session.bus.subscribe(HeadlessPrinter(on_closed=stop_for_pipe))
+    session.bus.subscribe(HeadlessPrinter(human, on_closed=stop_for_pipe))
 
     def on_signal(signum: int, frame: Any) -> None:
         interrupted.set()
@@ -368,9 +488,11 @@ def run_headless(prof: profile_mod.Profile, out: str | None) -> int:
     if pipe_closed.is_set():
         _quiet_stdout()
         return ExitCode.BROKEN_PIPE
-    print()
-    print(format_summary(summary or {}))
-    print(f"results: {session.run_dir}")
+    print(file=human)
+    print(format_summary(summary or {}), file=human)
+    print(f"results: {session.run_dir}", file=human)
+    if json_out:
+        print(json_text(summary or {}), flush=True)
     if interrupted.is_set():
         print("interrupted: the summary covers the steps that finished", file=sys.stderr)
         return ExitCode.INTERRUPTED
@@ -398,31 +520,93 @@ def _quiet_stdout() -> None:
 # --- report ----------------------------------------------------------------------------------
 
 
+def json_text(data: Any) -> str:
+    """JSON for scripts: strict (a number that is not finite is null, never NaN)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(data), indent=2, allow_nan=False, default=str)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    """One run: its summary (screen, --text, --json); several: their comparison."""
+    from halospec_tui.core.compare import read_and_compare
+    from halospec_tui.core.compare_report import format_text as format_compare_text
     from halospec_tui.core.results import ResultsFileError, read_run
     from halospec_tui.headless import format_summary
 
+    if args.output and not args.export:
+        return _fail("--output: only with --export md|html", ExitCode.INPUT)
+    paths = [Path(p) for p in args.paths]
+    if args.run is not None and len(paths) > 1:
+        return _fail("--run: only with one CSV (the N-th run it holds)", ExitCode.INPUT)
+    one = len(paths) == 1 and not args.export
     try:
-        _, summary = read_run(Path(args.path), args.run)
+        if one:
+            _, summary = read_run(paths[0], args.run)
+        else:
+            cmp = read_and_compare(paths)
     except ResultsFileError as e:
         return _fail(str(e), ExitCode.INPUT)
-    if args.text or not on_a_terminal():
-        try:
-            text = format_summary(summary)
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
-            # a summary.json of the right shape with values of the wrong kind: say so, and
-            # report what the rows say
-            print(
-                f"halospec-tui: {args.path}: summary.json not usable ({e.__class__.__name__}); "
-                "the summary below is computed from the rows",
-                file=sys.stderr,
-            )
-            text = format_summary(read_run(Path(args.path), args.run, use_saved=False)[1])
-        print(text)
-        return ExitCode.OK
-    from halospec_tui.tui.app import run_report  # textual: only for the screen
+    if one:
+        if args.json:
+            print(json_text(summary))
+            return ExitCode.OK
+        if args.text or not on_a_terminal():
+            try:
+                text = format_summary(summary)
+            except (TypeError, ValueError, KeyError, AttributeError) as e:
+                # a summary.json of the right shape with values of the wrong kind: say so, and
+                # report what the rows say
+                print(
+                    f"halospec-tui: {paths[0]}: summary.json not usable "
+                    f"({e.__class__.__name__}); the summary below is computed from the rows",
+                    file=sys.stderr,
+                )
+                text = format_summary(read_run(paths[0], args.run, use_saved=False)[1])
+            print(text)
+            return ExitCode.OK
+        from halospec_tui.tui.app import run_report  # textual: only for the screen
 
-    return run_report(Path(args.path), run=args.run)
+        return run_report(paths[0], run=args.run)
+    if args.export:
+        return export_report(cmp, args.export, args.output)
+    if args.json:
+        print(json_text(cmp))
+        return ExitCode.OK
+    if args.text or not on_a_terminal():
+        # on a terminal, fit its width; in a pipe or a file, the full table
+        columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        print(format_compare_text(cmp, columns=columns))
+        return ExitCode.OK
+    from halospec_tui.tui.app import run_compare  # textual: only for the screen
+
+    return run_compare(cmp)
+
+
+def export_report(cmp: dict[str, Any], kind: str, output: str | None) -> int:
+    """Write the comparison as md or html, atomically (a failed write leaves nothing)."""
+    from halospec_tui.core.compare_report import EXPORTS
+
+    dest = Path(output) if output else Path(f"halospec-report.{kind}")
+    text = EXPORTS[kind](cmp)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(dest)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return _fail(f"--output {dest}: cannot write ({e.strerror or e})", ExitCode.INPUT)
+    print(f"wrote {dest}")
+    return ExitCode.OK
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -432,7 +616,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Every fixed k and every listed controller on the profile's scenario, N seeded runs."""
     from halospec_tui.core.evaluation.text import format_evaluation, k_tracking_plots
     from halospec_tui.evaluation import evaluation_profile, run_evaluation
-    from halospec_tui.headless import HeadlessPrinter
+    from halospec_tui.headless import HeadlessPrinter, ProgressLine
     from halospec_tui.session import new_run_dir, preflight, run_dir_for
 
     if args.runs < 1:
@@ -444,6 +628,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     try:
         prof = resolve_profile(args.profile)
+        prof = profile_mod.with_overrides(prof, overrides_from(args, prof))
         if args.seed is not None:
             prof.run.seed = args.seed
         if args.out:
@@ -466,24 +651,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 pipe_closed.set()
                 _thread.interrupt_main()
 
-        on_event: Callable[[Event], None] = (
+        inner: Callable[[Event], None] = (
             HeadlessPrinter(on_closed=stop_for_pipe)
             if args.steps
             else _pipe_safe(_print_mode_lines, stop_for_pipe)
         )
+        total = evaluated.total_steps() * args.runs
+        # one updating line on a terminal; with --steps (a line per step) plain lines instead
+        progress = ProgressLine(total, inner, tty=False if args.steps else None)
 
         def on_term(signum: int, frame: Any) -> None:  # SIGTERM as Ctrl+C: stop cleanly
             raise KeyboardInterrupt
 
         old = signal.signal(signal.SIGTERM, on_term)
         try:
-            result = run_evaluation(prof, out, args.runs, on_event=on_event)
+            result = run_evaluation(prof, out, args.runs, on_event=progress, log=progress.say)
         except KeyboardInterrupt:
             if not pipe_closed.is_set():
                 raise
             _quiet_stdout()
             return ExitCode.BROKEN_PIPE
         finally:
+            progress.finish()
             signal.signal(signal.SIGTERM, old)
     except profile_mod.ProfileError as e:
         return _fail(str(e), ExitCode.INPUT)
@@ -624,6 +813,12 @@ TOP_LEVEL_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "out": ("--out", ("run", "evaluate")),
     "headless": ("--headless", ("run",)),
     "check": ("--check", ("run", "evaluate")),
+    "json": ("--json", ("run", "report")),
+    "url": ("--url", ("run", "evaluate")),
+    "model": ("--model", ("run", "evaluate")),
+    "modes": ("--modes", ("run",)),
+    "max_tokens": ("--max-tokens", ("run", "evaluate")),
+    "set_values": ("--set", ("run", "evaluate")),
     "discover": ("--discover", ("discover",)),
     "pick": ("--pick", ("discover",)),
     "write": ("--write", ("discover",)),

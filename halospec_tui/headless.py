@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -281,3 +282,97 @@ def _latency_split_lines(modes: list[dict[str, Any]]) -> list[str]:
             f"({m['streamed_steps']} steps{f', {loaded} under CPU load' if loaded else ''})"
         )
     return out
+
+
+def clock(seconds: float) -> str:
+    """1:05 or 1:02:03."""
+    s = max(0, int(round(seconds)))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class ProgressLine:
+    """A progress line with the time left, for a long headless job (evaluate): measured steps
+    done of the planned total, the elapsed time and the ETA at the rate so far.
+
+    On a terminal it is one line rewritten in place (at most every `refresh_s`), cleared
+    before any other line is printed through `say` or the wrapped printer; in a pipe or a log
+    it is a plain line at every tenth of the total, so a log gets 10 lines, not thousands.
+    A mode that stops early (run.until = "decided") only makes the ETA an upper bound."""
+
+    def __init__(
+        self,
+        total: int,
+        inner: Callable[[Event], None] | None = None,
+        *,
+        out: TextIO | None = None,
+        tty: bool | None = None,
+        refresh_s: float = 0.25,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = max(1, total)
+        self.inner = inner
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty() if tty is None else tty
+        self.refresh_s = refresh_s
+        self.now = now
+        self.start = now()
+        self.done = 0
+        self._shown = False
+        self._drawn_at = -1e9
+        self._next_tenth = 1
+
+    def line(self) -> str:
+        el = self.now() - self.start
+        pct = 100.0 * self.done / self.total
+        eta = clock(el / self.done * max(0, self.total - self.done)) if self.done else "--:--"
+        return (
+            f"progress {self.done}/{self.total} steps ({pct:.0f} %) · {clock(el)} elapsed · "
+            f"ETA {eta}"
+        )
+
+    def _clear(self) -> None:
+        if self.tty and self._shown:
+            self.out.write("\r\x1b[K")
+            self._shown = False
+
+    def _draw(self, force: bool = False) -> None:
+        t = self.now()
+        if not force and t - self._drawn_at < self.refresh_s:
+            return
+        self._drawn_at = t
+        self.out.write("\r\x1b[K" + self.line())
+        self.out.flush()
+        self._shown = True
+
+    def say(self, text: str) -> None:
+        """Print a line of its own (the progress line stays below it on a terminal)."""
+        self._clear()
+        print(text, file=self.out, flush=True)
+        if self.tty:
+            self._draw(force=True)
+
+    def __call__(self, ev: Event) -> None:
+        if self.inner is not None:
+            if self.tty and not isinstance(ev, StepResult):
+                self._clear()  # the printer may print a line: start it on a clean line
+            self.inner(ev)
+        if not isinstance(ev, StepResult):
+            if self.tty and not self._shown:
+                self._draw(force=True)
+            return
+        self.done += 1
+        if self.tty:
+            self._draw(force=self.done >= self.total)
+        elif self.done * 10 >= self._next_tenth * self.total:
+            while self.done * 10 >= self._next_tenth * self.total:
+                self._next_tenth += 1
+            print(self.line(), file=self.out, flush=True)
+
+    def finish(self) -> None:
+        """End the line on a terminal, so what follows starts on a line of its own."""
+        if self.tty and self._shown:
+            self._draw(force=True)
+            self.out.write("\n")
+            self.out.flush()
+            self._shown = False

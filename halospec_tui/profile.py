@@ -622,3 +622,73 @@ def settings_reference() -> str:
 
     walk(Profile, "")
     return "\n".join(lines)
+
+
+# --- command-line overrides ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Override:
+    """One setting given on the command line: `key` is section.key (any profile key),
+    `option` how the user wrote it (for the error message: --steps 0, --set a.b=c)."""
+
+    key: str
+    value: Any
+    option: str
+
+
+def parse_set(text: str) -> Override:
+    """`--set section.key=VALUE`: VALUE is read as TOML (`3`, `true`, `["fixed_1"]`,
+    `"text"`); a bare word that is not TOML is taken as a string (`--set request.model=qwen`)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ProfileError(f"--set {text}: expected KEY=VALUE with KEY as section.key")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return Override(key, value, f"--set {text}")
+
+
+def with_overrides(profile: Profile, overrides: typing.Sequence[Override]) -> Profile:
+    """A new profile: `profile` with the overrides applied, validated exactly as a profile
+    file is (from_dict): an unknown key or a bad value raises ProfileError in one line that
+    names the option. `profile` itself is left as it was."""
+    if not overrides:
+        return profile
+    data = profile.to_dict()
+    for o in overrides:
+        node = data
+        *parents, last = o.key.split(".")
+        for i, part in enumerate(parents):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}  # from_dict names the unknown section
+            elif not isinstance(child, dict):
+                where = ".".join(parents[: i + 1])
+                raise ProfileError(f"{o.option}: {where} is a setting, not a section")
+            node = child
+        if isinstance(node.get(last), dict):
+            raise ProfileError(f"{o.option}: {o.key} is a section; expected section.key")
+        node[last] = o.value
+    try:
+        new = from_dict(data, source="")
+    except ProfileError as e:
+        msg = str(e).removeprefix(": ")
+        where = msg.split(":", 1)[0].split("[", 1)[0]
+        culprit = next(
+            (
+                o
+                for o in reversed(overrides)
+                if where == o.key or where.startswith(o.key + ".") or o.key.startswith(where + ".")
+            ),
+            None,
+        )
+        if culprit is None:  # a rule between settings: name every option given
+            raise ProfileError(f"{msg} (after {', '.join(o.option for o in overrides)})") from None
+        raise ProfileError(f"{culprit.option}: {msg}") from None
+    if any(o.key == "request.prompts_file" for o in overrides) and new.request.prompts_file:
+        load_prompts(new)  # a bad suite is reported now, before anything starts
+    return new

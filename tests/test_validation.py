@@ -181,7 +181,7 @@ def test_malformed_url_never_waits_for_a_health_check(tmp_path: Path) -> None:
         (["discover", "--write", ""], "argument --write: expected a file"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["frob"], "invalid choice: 'frob'"),
-        (["report"], "the following arguments are required: path"),
+        (["report"], "the following arguments are required: RUN"),
         (["--headless", "--profile"], "argument --profile: expected one argument"),
         (["evaluate", "--runs", "x"], "argument --runs: invalid int value"),
         (["report", "--run", "x", "f.csv"], "argument --run: invalid int value"),

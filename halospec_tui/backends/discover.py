@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from halospec_tui.backends.llamacpp import BUILD_NOTES, draft_build
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.backends.registry import KINDS
 from halospec_tui.textfile import one_line
@@ -159,6 +158,9 @@ def classify(url: str, answers: dict[str, tuple[int, Any, str] | None]) -> Found
         f.draft_counters = "per reply (timings.draft_n)" + (
             " and /metrics" if has_spec_metrics else ""
         )
+        # imported here: the llamacpp backend brings httpx, which --help need not load
+        from halospec_tui.backends.llamacpp import BUILD_NOTES, draft_build
+
         build = draft_build(props)
         if build:
             f.notes.append(BUILD_NOTES[build])

@@ -46,6 +46,7 @@ from halospec_tui.tui.messages import (
 )
 from halospec_tui.tui.pump import EventPump
 from halospec_tui.tui.report import load_report
+from halospec_tui.tui.screens.compare import CompareScreen
 from halospec_tui.tui.screens.discover import DiscoverScreen
 from halospec_tui.tui.screens.export import ExportScreen
 from halospec_tui.tui.screens.help import HelpScreen
@@ -458,5 +459,34 @@ def run_report(path: Path, *, run: int | None = None) -> int:
         _err(str(e))
         return ExitCode.INPUT
     app = ReportApp(data)
+    app.run()
+    return app.return_code if app.return_code is not None else ExitCode.OK
+
+
+class CompareApp(App[None]):
+    """`halospec-tui report A B ...`: runs compared (tui/screens/compare.py)."""
+
+    TITLE = "HaloSpec compare"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, cmp: dict[str, Any]) -> None:
+        super().__init__()
+        self.cmp = cmp
+
+    def get_default_screen(self) -> Screen[Any]:
+        return CompareScreen(self.cmp)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+
+def run_compare(cmp: dict[str, Any]) -> int:
+    """Open the comparison of runs (core/compare.compare_runs' dict)."""
+    app = CompareApp(cmp)
     app.run()
     return app.return_code if app.return_code is not None else ExitCode.OK

@@ -19,6 +19,7 @@ HELP = """\
 | `e` | export now: results CSV and summary.json of the rows so far, to a folder you confirm |
 | `d` | discover local servers (Lemonade, llama-server, vLLM, LM Studio) and write a profile for one (`profiles/discovered-KIND.toml`); also in the command palette (`Ctrl+P`) |
 | `m` | from the summary, back to the monitor |
+| `c` | from the summary, compare this run with another (type its folder or CSV; docs/compare.md) |
 | `q` | stop cleanly and exit (status 0); `Ctrl+C` the same with status 130 |
 | `?` | this help (`Esc` closes it) |
 

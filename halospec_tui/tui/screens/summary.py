@@ -16,6 +16,7 @@ from halospec_tui.core.recommendation import mode_name
 from halospec_tui.headless import format_recommendation
 from halospec_tui.tui.messages import ReportData
 from halospec_tui.tui.plots import all_plots
+from halospec_tui.tui.screens.compare import compare_with
 from halospec_tui.tui.widgets.charts import PlotView
 from halospec_tui.tui.widgets.header import short_path
 from halospec_tui.tui.widgets.modes_table import ModesTable
@@ -105,7 +106,11 @@ def evaluation_text(summary: dict[str, Any]) -> Text | None:
 
 
 class SummaryScreen(Screen[None]):
-    BINDINGS = [Binding("m,escape", "back", "Monitor")]
+    BINDINGS = [
+        Binding("m,escape", "back", "Monitor"),
+        # not in the footer yet: the summary snapshots (branch h18a) would change
+        Binding("c", "compare", "Compare with…", show=False),
+    ]
 
     def __init__(self, data: ReportData) -> None:
         super().__init__(id="summary")
@@ -161,3 +166,7 @@ class SummaryScreen(Screen[None]):
     def action_back(self) -> None:
         if self.data.live:
             self.app.pop_screen()
+
+    def action_compare(self) -> None:
+        """`c`: compare this run with another (tui/screens/compare.py)."""
+        compare_with(self.app, self.data.source)
