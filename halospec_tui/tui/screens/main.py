@@ -18,12 +18,15 @@ from halospec_tui.tui.widgets.progress import RunProgress
 
 WIDE = 140  # columns from which the modes table and the log sit side by side
 TALL = 40  # rows from which the sparklines get two rows each
+ABOVE = 2 + 1 + 2 + 1  # header, banner, progress, footer: the rows not in #live or #bottom
+LOG_MIN = 3  # the events pane's least height (its title and two entries)
 
 
 class MainScreen(Screen[None]):
     def __init__(self, acceptance_targets: dict[str, float] | None = None) -> None:
         super().__init__(id="main")
         self._targets = acceptance_targets
+        self._rows_sized = -1
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -50,6 +53,27 @@ class MainScreen(Screen[None]):
     def on_resize(self) -> None:
         self.set_class(self.size.width >= WIDE, "-wide")
         self.set_class(self.size.height >= TALL, "-tall")
+        self._size_bottom()
+
+    def _size_bottom(self) -> None:
+        """Stacked (under WIDE columns), the modes table takes the rows its modes need and the
+        events pane the rest, down to LOG_MIN; a table taller than that scrolls (to the
+        recommended row). Side by side both take the full height."""
+        table = self.query_one(ModesTable)
+        if self.size.width >= WIDE:
+            table.styles.height = "1fr"
+            return
+        live = 9 if self.size.height >= TALL else 6
+        room = self.size.height - ABOVE - live
+        n = max(self._mode_count(), 1)
+        table.styles.height = max(3, min(n + 2, room - LOG_MIN))
+
+    def _mode_count(self) -> int:
+        """The planned modes (a stable height from the start), else the rows there are."""
+        state = getattr(self.app, "state", None)
+        if state is None:
+            return 0
+        return max(len(state.modes), self._rows_sized)
 
     def refresh_panes(self, s: MonitorState) -> None:
         """Redraw the panes whose data changed since the last call."""
@@ -65,7 +89,11 @@ class MainScreen(Screen[None]):
         if "controller" in dirty:
             self.query_one(ControllerPane).show(s)
         if "modes" in dirty:
-            self.query_one(ModesTable).show_modes(s.mode_rows(), s.winner, s.modes_version)
+            rows = s.mode_rows()
+            if len(rows) != self._rows_sized:
+                self._rows_sized = len(rows)
+                self._size_bottom()
+            self.query_one(ModesTable).show_modes(rows, s.winner, s.modes_version)
             self.query_one(ModesTable).border_title = "modes" + (
                 (" · ★ recommended" if s.done else " · ★ leading") if s.winner else ""
             )
