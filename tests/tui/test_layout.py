@@ -236,3 +236,13 @@ async def test_summary_answer_and_its_row_on_the_first_screen(
             assert table.shown_columns == COLUMNS
         more = str(screen.query_one("#summary-more", Static).content)
         assert "more below" in more
+        # the evaluation below: as tall as its lines, none wider than its box
+        ev = screen.query_one("#summary-evaluation", Static)
+        lines = str(ev.content).splitlines()
+        assert len(lines) > 5 and ev.size.height == len(lines)
+        assert max(len(x) for x in lines) <= ev.size.width
+        await pilot.press("end")
+        await wait_until(
+            pilot,
+            lambda: "end of the summary" in str(screen.query_one("#summary-more", Static).content),
+        )

@@ -133,7 +133,11 @@ class EvaluationView(Static):
         width = self.content_size.width
         if width > 0 and width != self._width:
             self._width = width
-            self.update(evaluation_text(self.ev, width))
+            text = evaluation_text(self.ev, width)
+            self.update(text)
+            # lines are never wrapped here (format_evaluation wrapped them): the height is
+            # the line count (an auto height measured while empty stays at 1 otherwise)
+            self.styles.height = max(1, len(text.plain.splitlines()))
 
 
 class SummaryScreen(Screen[None]):
@@ -191,13 +195,17 @@ class SummaryScreen(Screen[None]):
         table.show_modes(modes, s.get("winner"))
         table.styles.height = len(modes) + 3
         body = self.query_one("#summary-body", VerticalScroll)
+        body.focus()  # PgDn and the arrows scroll the page (Tab reaches the table)
         self.watch(body, "scroll_y", self._more_hint, init=False)
         self.watch(body, "max_scroll_y", self._more_hint, init=False)
 
     def on_resize(self) -> None:
         self.set_class(self.size.width >= WIDE, "-wide")
         with contextlib.suppress(NoMatches):  # closing as it opens
-            self.query_one("#summary-title", Static).update(title_text(self.data, self.size.width))
+            # less the body's scrollbar
+            self.query_one("#summary-title", Static).update(
+                title_text(self.data, self.size.width - 2)
+            )
         self.call_after_refresh(self._fit_table)
 
     def _fit_table(self) -> None:
@@ -229,7 +237,7 @@ class SummaryScreen(Screen[None]):
             hint.display = False
             return
         hint.display = True
-        if body.scroll_y < body.max_scroll_y:
+        if body.scroll_y < body.max_scroll_y - 0.5:  # an animated scroll may stop a hair short
             below = "plots" + (" and the evaluation" if self.query("#summary-evaluation") else "")
             hint.update(
                 Text(f" ↓ more below: {below} · PgDn, ↓ or the mouse wheel scroll", style="dim")

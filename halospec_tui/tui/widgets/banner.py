@@ -58,9 +58,22 @@ class PhaseBanner(Static):
             rec = s.standings or {}
             w = mode_name(s.winner) if s.winner else "none"
             tied = [mode_name(t) for t in rec.get("tied") or [] if t != s.winner]
-            more = f" (tied with {', '.join(tied)})" if tied else ""
-            keys = " · v shows the summary" if getattr(self.app, "report", None) else ""
-            return f"{s.steps_done} steps · recommended {w}{more}{keys} · q quits"
+            ready = getattr(self.app, "report", None) is not None
+            many = f" (tied with {len(tied)} other{'s' if len(tied) > 1 else ''})" if tied else ""
+            lines = [
+                f"{s.steps_done} steps · recommended {w}"
+                + (f" (tied with {', '.join(tied)})" if tied else "")
+                + (" · v shows the summary" if ready else "")
+                + " · q quits",
+                f"{s.steps_done} steps · recommended {w}{many}"
+                + (" · v shows the summary" if ready else "")
+                + " · q quits",
+                f"recommended {w}{many}" + (" · v summary" if ready else "") + " · q quits",
+                f"recommended {w}" + (" · v summary" if ready else "") + " · q quits",
+            ]
+            # the keys stay: a long tie list shortens to its count rather than cut them off
+            room = getattr(self, "_room", 0)
+            return next((x for x in lines if not room or len(x) <= room), lines[-1])
         if phase == "load":
             el = s.load_elapsed()
             parts = ["load on" if el is None else f"load on for {fmt_duration(el)}"]
