@@ -16,6 +16,7 @@ from halospec_tui.tui.screens.help import HelpScreen
 from halospec_tui.tui.screens.main import MainScreen
 from halospec_tui.tui.screens.summary import SummaryScreen
 from halospec_tui.tui.widgets.banner import PhaseBanner
+from halospec_tui.tui.widgets.modes_table import ModesTable
 from tests.tui.scripted import ScriptedBackend, scripted_profile, wait_until
 
 SIZE = (100, 30)
@@ -113,3 +114,24 @@ async def test_q_in_a_dialog_without_text_field_quits(tmp_path: Path, key, dialo
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_code is not None, timeout=15)
     assert app.return_code == 0
+
+
+async def test_nine_modes_at_80x24_keep_the_keys_and_say_the_table_scrolls(tmp_path: Path) -> None:
+    modes = [f"fixed_{k}" for k in range(1, 9)] + ["adaptive:model"]
+    session = Session.create(
+        scripted_profile(modes=modes), tmp_path / "run", backend=ScriptedBackend()
+    )
+    app = MonitorApp(session, profiles_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, SummaryScreen))
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.pause(0.2)
+        banner = str(app.screen.query_one(PhaseBanner).render())
+        assert "v summary" in banner and banner.rstrip().endswith("q quits"), banner
+        table = app.screen.query_one(ModesTable)
+        assert "7 of 9 rows shown, the table scrolls" in str(table.border_title)
+        names = [str(table.get_row_at(i)[0].plain).strip("★ ") for i in range(table.row_count)]
+        assert names[-1] == "ad:model"  # shortened: that keeps a column at 80
+        winner = [k.value for k in table.rows].index(app.state.winner)
+        assert table.scroll_y <= winner < table.scroll_y + 7

@@ -27,6 +27,7 @@ class MainScreen(Screen[None]):
         super().__init__(id="main")
         self._targets = acceptance_targets
         self._rows_sized = -1
+        self._rows_shown = 0
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -60,13 +61,29 @@ class MainScreen(Screen[None]):
         events pane the rest, down to LOG_MIN; a table taller than that scrolls (to the
         recommended row). Side by side both take the full height."""
         table = self.query_one(ModesTable)
-        if self.size.width >= WIDE:
-            table.styles.height = "1fr"
-            return
         live = 9 if self.size.height >= TALL else 6
         room = self.size.height - ABOVE - live
         n = max(self._mode_count(), 1)
-        table.styles.height = max(3, min(n + 2, room - LOG_MIN))
+        if self.size.width >= WIDE:
+            table.styles.height = "1fr"
+            height = room
+        else:
+            height = max(3, min(n + 2, room - LOG_MIN))
+            table.styles.height = height
+        self._rows_shown = height - 2  # less the border and the header row
+        self._title_modes()
+
+    def _title_modes(self) -> None:
+        """ "modes · ★ leading", and when not every row fits, that the table scrolls."""
+        state = getattr(self.app, "state", None)
+        table = self.query_one(ModesTable)
+        title = "modes"
+        if state is not None and state.winner:
+            title += " · ★ recommended" if state.done else " · ★ leading"
+        n = self._rows_sized
+        if 0 < self._rows_shown < n:
+            title += f" · {self._rows_shown} of {n} rows shown, the table scrolls"
+        table.border_title = title
 
     def _mode_count(self) -> int:
         """The planned modes (a stable height from the start), else the rows there are."""
@@ -94,9 +111,7 @@ class MainScreen(Screen[None]):
                 self._rows_sized = len(rows)
                 self._size_bottom()
             self.query_one(ModesTable).show_modes(rows, s.winner, s.modes_version)
-            self.query_one(ModesTable).border_title = "modes" + (
-                (" · ★ recommended" if s.done else " · ★ leading") if s.winner else ""
-            )
+            self._title_modes()
         if "log" in dirty:
             entries, dropped = s.take_log()
             if entries or dropped:

@@ -60,16 +60,15 @@ class PhaseBanner(Static):
             tied = [mode_name(t) for t in rec.get("tied") or [] if t != s.winner]
             ready = getattr(self.app, "report", None) is not None
             many = f" (tied with {len(tied)} other{'s' if len(tied) > 1 else ''})" if tied else ""
+            listed = f" (tied with {', '.join(tied)})" if tied else ""
+            long_keys = (" · v shows the summary" if ready else "") + " · q quits"
+            keys = (" · v summary" if ready else "") + " · q quits"
             lines = [
-                f"{s.steps_done} steps · recommended {w}"
-                + (f" (tied with {', '.join(tied)})" if tied else "")
-                + (" · v shows the summary" if ready else "")
-                + " · q quits",
-                f"{s.steps_done} steps · recommended {w}{many}"
-                + (" · v shows the summary" if ready else "")
-                + " · q quits",
-                f"recommended {w}{many}" + (" · v summary" if ready else "") + " · q quits",
-                f"recommended {w}" + (" · v summary" if ready else "") + " · q quits",
+                f"{s.steps_done} steps · recommended {w}{listed}{long_keys}",
+                f"{s.steps_done} steps · recommended {w}{many}{long_keys}",
+                f"recommended {w}{listed}{keys}",
+                f"recommended {w}{many}{keys}",
+                f"recommended {w}{keys}",
             ]
             # the keys stay: a long tie list shortens to its count rather than cut them off
             room = getattr(self, "_room", 0)

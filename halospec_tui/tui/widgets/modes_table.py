@@ -106,18 +106,16 @@ class ModesTable(DataTable):
     def _draw(self) -> None:
         self._width = self.size.width
         rows = [mode_cells(m, self._winner) for m in self._modes]
-        plain = [[c.plain for c in r] for r in rows]
-        short_plain = [
-            [
-                ("★ " if str(m.get("mode")) == self._winner else "  ")
-                + short_name(str(m.get("mode")))
-            ]
-            + p[1:]
-            for m, p in zip(self._modes, plain, strict=True)
-        ]
-        fit = fit_table(COLUMNS, plain, PRIORITY, self._available(), short_rows=short_plain)
+        short = [mode_cells(m, self._winner, short=True) for m in self._modes]
+        fit = fit_table(
+            COLUMNS,
+            [[c.plain for c in r] for r in rows],
+            PRIORITY,
+            self._available(),
+            short_rows=[[c.plain for c in r] for r in short],
+        )
         if fit.short_names:
-            rows = [mode_cells(m, self._winner, short=True) for m in self._modes]
+            rows = short
         keys = [str(m.get("mode")) for m in self._modes]
         cells = [[r[i] for i in fit.columns] for r in rows]
         if fit == self._fit and keys == [str(k.value) for k in self.rows]:
