@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from halospec_tui.tui.state import MonitorState
+from halospec_tui.tui.state import PANES, MonitorState
 from halospec_tui.tui.widgets.banner import PhaseBanner
 from halospec_tui.tui.widgets.charts import ModeCharts
 from halospec_tui.tui.widgets.controller import ControllerPane
@@ -93,26 +94,36 @@ class MainScreen(Screen[None]):
         return max(len(state.modes), self._rows_sized)
 
     def refresh_panes(self, s: MonitorState) -> None:
-        """Redraw the panes whose data changed since the last call."""
+        """Redraw the panes whose data changed since the last call. A pane whose widgets are
+        not composed yet (an instant backend's first batch can beat them) stays dirty for the
+        next redraw instead of raising."""
         dirty, s.dirty = s.dirty, set()
-        if "header" in dirty:
+        for pane in PANES:
+            if pane in dirty:
+                try:
+                    self._draw(pane, s)
+                except NoMatches:
+                    s.dirty.add(pane)
+
+    def _draw(self, pane: str, s: MonitorState) -> None:
+        if pane == "header":
             self.query_one(RunHeader).show(s)
-        if "banner" in dirty:
+        elif pane == "banner":
             self.query_one(PhaseBanner).show(s)
-        if "progress" in dirty:
+        elif pane == "progress":
             self.query_one(RunProgress).show(s)
-        if "charts" in dirty:
+        elif pane == "charts":
             self.query_one(ModeCharts).show(s)
-        if "controller" in dirty:
+        elif pane == "controller":
             self.query_one(ControllerPane).show(s)
-        if "modes" in dirty:
+        elif pane == "modes":
             rows = s.mode_rows()
             if len(rows) != self._rows_sized:
                 self._rows_sized = len(rows)
                 self._size_bottom()
             self.query_one(ModesTable).show_modes(rows, s.winner, s.modes_version)
             self._title_modes()
-        if "log" in dirty:
+        elif pane == "log":
             entries, dropped = s.take_log()
             if entries or dropped:
                 self.query_one(EventLog).add_entries(entries, dropped)

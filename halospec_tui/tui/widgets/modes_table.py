@@ -13,7 +13,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from halospec_tui.core.tables import Fit, fit_table
+from halospec_tui.core.tables import Fit, column_widths, fit_table
 from halospec_tui.modes import short_name
 from halospec_tui.tui.state import fmt_num
 
@@ -76,6 +76,7 @@ class ModesTable(DataTable):
         self._modes: list[dict[str, Any]] = []
         self._winner: str | None = None
         self._fit: Fit | None = None
+        self._layout: tuple[tuple[int, int], ...] = ()
         self._width = 0
 
     @property
@@ -104,32 +105,34 @@ class ModesTable(DataTable):
         return w
 
     def _draw(self) -> None:
+        """Fit the columns, then either change the cells in place (same modes, columns and
+        widths: no flicker) or rebuild the table with explicit column widths. Explicit widths
+        because auto widths are measured later, on idle, and a rebuild racing that measure
+        left columns as narrow as their headers ("fi", "wors")."""
         self._width = self.size.width
         rows = [mode_cells(m, self._winner) for m in self._modes]
         short = [mode_cells(m, self._winner, short=True) for m in self._modes]
-        fit = fit_table(
-            COLUMNS,
-            [[c.plain for c in r] for r in rows],
-            PRIORITY,
-            self._available(),
-            short_rows=[[c.plain for c in r] for r in short],
-        )
+        plain = [[c.plain for c in r] for r in rows]
+        short_plain = [[c.plain for c in r] for r in short]
+        fit = fit_table(COLUMNS, plain, PRIORITY, self._available(), short_rows=short_plain)
         if fit.short_names:
-            rows = short
+            rows, plain = short, short_plain
+        widths = column_widths(COLUMNS, plain)
+        layout = tuple((i, widths[i]) for i in fit.columns)
         keys = [str(m.get("mode")) for m in self._modes]
         cells = [[r[i] for i in fit.columns] for r in rows]
-        if fit == self._fit and keys == [str(k.value) for k in self.rows]:
-            # the same modes and columns: change the cells in place (no flicker)
+        if layout == self._layout and keys == [str(k.value) for k in self.rows]:
             for key, row in zip(keys, cells, strict=True):
                 for col, cell in zip(self.columns, row, strict=True):
-                    self.update_cell(key, col, cell, update_width=True)
+                    self.update_cell(key, col, cell)
         else:
-            self.clear(columns=fit != self._fit)
-            if fit != self._fit:
-                self.add_columns(*(COLUMNS[i] for i in fit.columns))
-                self._fit = fit
+            self.clear(columns=True)
+            for i, w in layout:
+                self.add_column(COLUMNS[i], width=w, key=COLUMNS[i])
             for key, row in zip(keys, cells, strict=True):
                 self.add_row(*row, key=key)
+            self._layout = layout
+        self._fit = fit
         self.call_after_refresh(self.show_winner)
 
     def show_winner(self) -> None:
