@@ -52,6 +52,16 @@ def is_adaptive(mode: str) -> bool:
     return mode.startswith(ADAPTIVE)
 
 
+def short_name(mode: str) -> str:
+    """The mode's name where a narrow table needs it shorter: 'adaptive:model' -> 'ad:model',
+    'adaptive' -> 'ad'; fixed modes and foreign names unchanged."""
+    if mode == ADAPTIVE:
+        return "ad"
+    if mode.startswith(ADAPTIVE + ":"):
+        return "ad:" + mode[len(ADAPTIVE) + 1 :]
+    return mode
+
+
 def fixed_k(mode: str) -> int:
     """The K of a fixed mode: fixed_k('fixed_4') == 4."""
     return int(mode[len(FIXED_PREFIX) :])

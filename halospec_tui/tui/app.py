@@ -54,12 +54,20 @@ from halospec_tui.tui.screens.main import MainScreen
 from halospec_tui.tui.screens.save import SaveProfileScreen
 from halospec_tui.tui.screens.summary import SummaryScreen
 from halospec_tui.tui.state import MonitorState
+from halospec_tui.tui.widgets.banner import PhaseBanner
 
 STOP_WAIT_S = 5.0  # how long q / Ctrl+C wait for the step in flight
 REFRESH_S = 0.5  # batched redraws twice a second (pause, load and run end: within 0.1 s)
 TICK_S = 1.0  # clocks that move without events (load time, elapsed, time left)
 
 _LIVE_ACTIONS = {"toggle_load", "toggle_pause", "until_decided"}
+DIALOGS = (DiscoverScreen, SaveProfileScreen, ExportScreen, HelpScreen)
+DIALOGS_NAMES = {
+    DiscoverScreen: "Discover",
+    SaveProfileScreen: "Save profile",
+    ExportScreen: "Export",
+    HelpScreen: "Help",
+}
 
 
 class MonitorApp(App[None]):
@@ -76,6 +84,7 @@ class MonitorApp(App[None]):
         Binding("s", "save_profile", "Save profile"),
         Binding("e", "export", "Export"),
         Binding("d", "discover", "Discover"),
+        Binding("v", "show_summary", "Summary"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit_run", "Quit"),
         Binding("ctrl+c", "interrupt", "Stop", show=False, priority=True),
@@ -222,10 +231,35 @@ class MonitorApp(App[None]):
             return
         self.post_message(ReportReady(data))
 
-    def on_report_ready(self, message: ReportReady) -> None:
+    async def on_report_ready(self, message: ReportReady) -> None:
         self.report = message.data
-        if not self._stopping:
-            self.push_screen(SummaryScreen(message.data))
+        if self._stopping:
+            return
+        closed = await self._close_dialogs()
+        self.push_screen(SummaryScreen(message.data))
+        self.refresh_bindings()
+        with contextlib.suppress(LookupError):
+            self.main_screen.query_one(PhaseBanner).show(self.state)  # "v shows the summary"
+        if closed:
+            self.notify(
+                f"the run ended: closed the {', '.join(closed)} dialog (its key opens it again)",
+                title="run ended",
+            )
+
+    async def _close_dialogs(self) -> list[str]:
+        """Dialogs opened during the run would go stale under the summary: close them."""
+        closed = []
+        while isinstance(self.screen, DIALOGS):
+            closed.append(DIALOGS_NAMES.get(type(self.screen), "open"))
+            await self.pop_screen()
+        return closed
+
+    async def action_show_summary(self) -> None:
+        """Back to the summary from the monitor, once the run has ended."""
+        if self.report is None or isinstance(self.screen, SummaryScreen):
+            return
+        await self._close_dialogs()
+        self.push_screen(SummaryScreen(self.report))
 
     # --- keys -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -235,6 +269,8 @@ class MonitorApp(App[None]):
             return self.session is not None
         if action == "export":
             return self.session is not None and not self._stopping
+        if action == "show_summary":
+            return self.report is not None and not isinstance(self.screen, SummaryScreen)
         return True
 
     def action_toggle_load(self) -> None:

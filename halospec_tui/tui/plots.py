@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from halospec_tui.core.evaluation.text import set_integer_ticks
 from halospec_tui.modes import FIXED_PREFIX, is_fixed
 
 PHASE_ORDER = ("warmup", "steady", "load", "recovery")
@@ -137,6 +138,10 @@ def by_step_plot(series: ModeSeries, what: str) -> tuple[str, str, Draw] | None:
             if xs:
                 f.draw(f.signal(xs, ys, marker=_marker(p)))
         f.legend(active=False)
+        all_x = [x for xs, _ in pts.values() for x in xs]
+        set_integer_ticks(f, "x", all_x, max(2, w // 10))  # step numbers
+        if what == "k":  # a draft length is whole: 1, 2, 3, never 2.7
+            set_integer_ticks(f, "y", [y for _, ys in pts.values() for y in ys], max(2, h // 2))
 
     name = "latency (ms)" if what == "latency" else "draft_length"
     thin = f" · every {stride}th step" if stride > 1 else ""

@@ -1,4 +1,5 @@
-"""Snapshots of the monitor mid-run and of the summary screen (pytest-textual-snapshot).
+"""Snapshots of the monitor mid-run and of the summary screen at the four sizes a user runs
+it at (80x24, 100x30, 120x40, 200x60), with pytest-textual-snapshot.
 
 Deterministic by construction: the ScriptedBackend answers with fixed latencies and counters
 and parks request 26 (adaptive step 8) on a gate, so the screen is taken at the same point of
@@ -47,7 +48,11 @@ async def _at_gate(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause(0.3)
 
 
-@pytest.mark.parametrize("size", [(100, 32), (80, 24)], ids=["100x32", "80x24"])
+SIZES = [(80, 24), (100, 30), (120, 40), (200, 60)]
+IDS = [f"{w}x{h}" for w, h in SIZES]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
 def test_main_screen_mid_run(snap_compare, tmp_path: Path, monkeypatch, size) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     app, backend = mid_run_app()
@@ -57,18 +62,30 @@ def test_main_screen_mid_run(snap_compare, tmp_path: Path, monkeypatch, size) ->
         backend.gate.set()
 
 
-def test_summary_screen(snap_compare, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.chdir(tmp_path)
+def finished_report() -> ReportApp:
+    """The scripted run to its end, read back as `halospec-tui report run` reads it."""
     session = Session.create(scripted_profile(), "run", backend=ScriptedBackend())
     session.start_backend()
     session.run()
     session.close()
-    app = ReportApp(load_report(Path("run")))
+    return ReportApp(load_report(Path("run")))
 
-    async def plotted(pilot) -> None:  # type: ignore[no-untyped-def]
-        await wait_until(
-            pilot, lambda: all("┌" in str(v.content) for v in pilot.app.screen.query(PlotView))
+
+async def _summary_drawn(pilot) -> None:  # type: ignore[no-untyped-def]
+    screen = pilot.app.screen
+
+    def drawn() -> bool:
+        """every plot drawn, the table sized and the "more below" line written"""
+        plots = list(screen.query(PlotView))
+        return all("┌" in str(v.content) for v in plots if v.region.height > 0) and bool(
+            str(screen.query_one("#summary-more").content)
         )
-        await pilot.pause(0.2)
 
-    assert snap_compare(app, terminal_size=(110, 70), run_before=plotted)
+    await wait_until(pilot, drawn)
+    await pilot.pause(0.3)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+def test_summary_screen(snap_compare, tmp_path: Path, monkeypatch, size) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    assert snap_compare(finished_report(), terminal_size=size, run_before=_summary_drawn)

@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 
 from halospec_tui.backends import discover as disc
 from halospec_tui.discovered_profile import default_profile_path, write_profile
+from halospec_tui.tui.screens.help import quit_app
 
 Prober = Callable[[], list[disc.Found]]
 
@@ -32,6 +33,7 @@ class DiscoverScreen(ModalScreen[Path | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Close"),
         Binding("r", "rescan", "Probe again"),
+        Binding("q", "quit_app", "Quit"),
     ]
 
     class Probed(Message):
@@ -111,6 +113,10 @@ class DiscoverScreen(ModalScreen[Path | None]):
             self._hint("nothing to write yet", error=True)
             return
         self._write(idx)
+
+    async def action_quit_app(self) -> None:
+        """A modal screen hides the app's keys: q still stops the run and quits."""
+        await quit_app(self.app)
 
     @on(Button.Pressed, "#discover-cancel")
     def action_cancel(self) -> None:

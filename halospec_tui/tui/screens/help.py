@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from typing import Any
+
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
@@ -15,13 +17,20 @@ HELP = """\
 |---|---|
 | `l` | CPU load on/off now, in any mode (rows get the load / recovery phases) |
 | `p` | pause / resume: no new step starts while paused |
+| `u` | with rounds: go on past the planned rounds until the recommendation is decided |
+| `f` | the charts and the controller pane show the next mode |
 | `s` | save the run's profile as TOML (`profiles/NAME.toml`; load it with `--profile`) |
 | `e` | export now: results CSV and summary.json of the rows so far, to a folder you confirm |
 | `d` | discover local servers (Lemonade, llama-server, vLLM, LM Studio) and write a profile for one (`profiles/discovered-KIND.toml`); also in the command palette (`Ctrl+P`) |
-| `m` | from the summary, back to the monitor |
+| `v` | once the run has ended: from the monitor, the summary again |
+| `m` or `Esc` | from the summary, back to the monitor |
 | `c` | from the summary, compare this run with another (type its folder or CSV; docs/compare.md) |
-| `q` | stop cleanly and exit (status 0); `Ctrl+C` the same with status 130 |
+| `PgDn` `PgUp` `↓` `↑` `Home` | in the summary: scroll to the plots and the evaluation (the bottom line says when there is more below) |
+| `q` | stop cleanly and exit (status 0); `Ctrl+C` the same with status 130; in the Discover dialog too (in a dialog with a text field `q` types, `Esc` closes it first) |
 | `?` | this help (`Esc` closes it) |
+
+Dialogs open when the run ends (Discover, Save, Export, this help) are closed as the summary
+opens; their keys open them again.
 
 **Panes.** Header: profile, backend, how the draft length reaches the server, model, run
 folder. Banner: the phase (WARMUP, STEADY, LOAD, RECOVERY, PAUSED, DONE); while load is on,
@@ -37,11 +46,21 @@ run started, and leaves complete files in the run folder.
 """
 
 
+async def quit_app(app: App[Any]) -> None:
+    """What `q` does on the screen below, from a modal screen (which hides the app's keys):
+    the monitor stops its run cleanly (quit_run), the report viewer just exits."""
+    await app.run_action("quit_run" if hasattr(app, "action_quit_run") else "quit")
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape", "dismiss", "Close"),
         Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("q", "quit_app", "Quit"),
     ]
+
+    async def action_quit_app(self) -> None:
+        await quit_app(self.app)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-dialog", classes="dialog"):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import HorizontalScroll, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -24,15 +26,21 @@ from halospec_tui.tui.widgets.modes_table import ModesTable
 WIDE = 150  # columns from which plots go two per row
 
 
-def title_text(data: ReportData) -> Text:
+def title_text(data: ReportData, width: int = 0) -> Text:
+    """Two lines: what ran where, then the answer. Keys that do not fit `width` are left out
+    (the draft channel first, then the backend) rather than cut at the edge."""
     s = data.summary
     t = Text()
     t.append(" SUMMARY ", style="bold reverse")
     t.append(f"  {short_path(data.source)}", style="bold")
-    for key in ("profile", "backend", "draft_channel", "model"):
-        if s.get(key):
-            t.append(f"  {key} ", style="dim")
-            t.append(str(s[key]))
+    keys = [k for k in ("profile", "backend", "draft_channel", "model") if s.get(k)]
+    for drop in ("draft_channel", "backend"):
+        need = t.cell_len + sum(len(f"  {k} {s[k]}") for k in keys)
+        if width and need > width and drop in keys:
+            keys.remove(drop)
+    for key in keys:
+        t.append(f"  {key} ", style="dim")
+        t.append(str(s[key]))
     n = sum(int(m.get("steps") or 0) for m in s.get("modes") or [])
     t.append(f"\n {len(s.get('modes') or [])} modes, {n} steps", style="")
     if s.get("cancelled"):
@@ -47,9 +55,19 @@ def title_text(data: ReportData) -> Text:
     return t
 
 
+def split_recommendation(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The answer's lines, and the settings for the other kinds of server (the indented lines
+    under "apply on ..."), which go below the modes table so the answer and its row fit the
+    first screen at 80x24."""
+    lines = format_recommendation(summary)
+    head = [x for x in lines if not x.startswith("    ")]
+    others = [x.strip() for x in lines if x.startswith("    ")]
+    return head, others
+
+
 def recommendation_text(summary: dict[str, Any]) -> Text:
     """The answer: why this k, how sure, what it is tied with, how to apply it."""
-    lines = format_recommendation(summary)
+    lines, _ = split_recommendation(summary)
     t = Text(no_wrap=False)
     for i, line in enumerate(lines):
         if i:
@@ -94,21 +112,43 @@ def verdict_text(modes: list[dict[str, Any]]) -> Text | None:
     return lines
 
 
-def evaluation_text(summary: dict[str, Any]) -> Text | None:
-    """The runner's per-segment evaluation (runs with an adaptive mode and another mode)."""
-    ev = summary.get("evaluation")
-    if not isinstance(ev, dict) or not ev:
-        return None
+def evaluation_text(ev: dict[str, Any], width: int | None = None) -> Text:
+    """The runner's per-segment evaluation (runs with an adaptive mode and another mode),
+    its tables and lines fitted to `width`."""
     try:
-        return Text(format_evaluation(ev).strip("\n"), no_wrap=True)
+        return Text(format_evaluation(ev, width=width).strip("\n"), no_wrap=True)
     except Exception as e:  # an evaluation we cannot format must not hide the rest
         return Text(f"(evaluation not shown: {e.__class__.__name__}: {e})", style="dim")
 
 
+class EvaluationView(Static):
+    """The evaluation's text at the width it has: tables keep the columns that fit, the
+    sentences wrap (format_evaluation), so nothing is cut at the box's edge."""
+
+    def __init__(self, ev: dict[str, Any], *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.ev = ev
+        self._width = 0
+
+    def on_resize(self) -> None:
+        width = self.content_size.width
+        if width > 0 and width != self._width:
+            self._width = width
+            text = evaluation_text(self.ev, width)
+            self.update(text)
+            # lines are never wrapped here (format_evaluation wrapped them): the height is
+            # the line count (an auto height measured while empty stays at 1 otherwise)
+            self.styles.height = max(1, len(text.plain.splitlines()))
+
+
 class SummaryScreen(Screen[None]):
+    """The answer first: the title, the recommendation and the modes table sized so that the
+    recommended row shows without scrolling at 80x24; plots and the evaluation below, in one
+    scrolling body, with a line at the bottom that says so while there is more below."""
+
     BINDINGS = [
         Binding("m,escape", "back", "Monitor"),
-        # not in the footer yet: the summary snapshots (branch h18a) would change
+        # in ? help; kept out of the footer so that the summary's footer fits 80 columns
         Binding("c", "compare", "Compare with…", show=False),
     ]
 
@@ -129,6 +169,11 @@ class SummaryScreen(Screen[None]):
             notes = verdict_text(modes)
             if notes is not None:
                 yield Static(notes, id="summary-notes")
+            _, others = split_recommendation(s)
+            if others:
+                apply = Static(Text("\n".join(others)), id="summary-apply")
+                apply.border_title = "the same k on other kinds of server"
+                yield apply
             with Vertical(id="plots"):
                 plots = all_plots(s, self.data.series)
                 if not plots:
@@ -138,25 +183,72 @@ class SummaryScreen(Screen[None]):
                         box.border_title = title
                         yield PlotView(draw, id=f"plot-{i}", classes="plot")
                         yield Static(Text.from_markup(caption), classes="plot-caption")
-            evaluation = evaluation_text(s)
-            if evaluation is not None:
-                with HorizontalScroll(id="summary-evaluation-box") as box:
-                    box.styles.height = len(evaluation.plain.splitlines()) + 3
-                    box.border_title = (
-                        "evaluation: every mode on the same segments (docs/controllers.md)"
-                    )
-                    yield Static(evaluation, id="summary-evaluation")
+            if isinstance(s.get("evaluation"), dict) and s["evaluation"]:
+                with Vertical(id="summary-evaluation-box") as box:
+                    box.border_title = "evaluation: every mode on the same segments"
+                    yield EvaluationView(s["evaluation"], id="summary-evaluation")
+        yield Static("", id="summary-more")
         yield Footer()
 
     def on_mount(self) -> None:
+        try:
+            table = self.query_one("#summary-modes", ModesTable)
+        except NoMatches:  # the app is closing as the summary opens: nothing to fill
+            return
         s = self.data.summary
-        table = self.query_one("#summary-modes", ModesTable)
         modes = list(s.get("modes") or [])
         table.show_modes(modes, s.get("winner"))
         table.styles.height = len(modes) + 3
+        body = self.query_one("#summary-body", VerticalScroll)
+        body.focus()  # PgDn and the arrows scroll the page (Tab reaches the table)
+        self.watch(body, "scroll_y", self._more_hint, init=False)
+        self.watch(body, "max_scroll_y", self._more_hint, init=False)
 
     def on_resize(self) -> None:
         self.set_class(self.size.width >= WIDE, "-wide")
+        with contextlib.suppress(NoMatches):  # closing as it opens
+            # less the body's scrollbar
+            self.query_one("#summary-title", Static).update(
+                title_text(self.data, self.size.width - 2)
+            )
+        self.call_after_refresh(self._fit_table)
+
+    def _fit_table(self) -> None:
+        """At most the rows left under the title and the recommendation, so the recommended
+        row (the table scrolls to it) is on the first screen."""
+        if not self.is_attached or not self.query("#summary-modes"):
+            return
+        table = self.query_one("#summary-modes", ModesTable)
+        n = len(self.data.summary.get("modes") or [])
+        above = sum(
+            w.outer_size.height
+            for w in (
+                self.query_one("#summary-title"),
+                self.query_one("#summary-recommendation"),
+            )
+        )
+        room = self.size.height - above - 2  # the footer and the "more below" line
+        table.styles.height = max(5, min(n + 3, room))
+        table.call_after_refresh(table.show_winner)
+        self.call_after_refresh(self._more_hint)
+
+    def _more_hint(self, *_: object) -> None:
+        if not self.is_attached or not self.query("#summary-more"):
+            return
+        body = self.query_one("#summary-body", VerticalScroll)
+        hint = self.query_one("#summary-more", Static)
+        if body.max_scroll_y <= 0:
+            hint.update("")
+            hint.display = False
+            return
+        hint.display = True
+        if body.scroll_y < body.max_scroll_y - 0.5:  # an animated scroll may stop a hair short
+            below = "plots" + (" and the evaluation" if self.query("#summary-evaluation") else "")
+            hint.update(
+                Text(f" ↓ more below: {below} · PgDn, ↓ or the mouse wheel scroll", style="dim")
+            )
+        else:
+            hint.update(Text(" ↑ end of the summary · Home goes back to the top", style="dim"))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "back":

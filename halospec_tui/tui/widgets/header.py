@@ -31,8 +31,10 @@ class RunHeader(Static):
         t.append(s.profile or "–", style="bold")
         t.append("  backend ", style="dim")
         t.append(s.backend or "–", style="bold")
-        if s.url and s.url.startswith("http"):
-            t.append(f" {s.url}", style="dim")
+        url = f" {s.url}" if s.url and s.url.startswith("http") else ""
+        rest = len("  model ") + len(s.model or "–")
+        if url and t.cell_len + len(url) + rest <= (self.size.width or 80):
+            t.append(url, style="dim")  # the model matters more than the address on a narrow line
         t.append("  model ", style="dim")
         t.append(s.model or "–", style="bold")
         t.append("\n")
@@ -41,3 +43,9 @@ class RunHeader(Static):
         t.append("  run ", style="dim")
         t.append(short_path(s.run_dir))
         self.update(t, layout=False)  # fixed size: no relayout
+        self._shown = s
+
+    def on_resize(self) -> None:
+        s = getattr(self, "_shown", None)
+        if s is not None:
+            self.show(s)
