@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from halospec_tui import redact
+from halospec_tui.core.evaluation.text import text_plot
 from halospec_tui.core.tables import text_table
 
 Draw = Callable[[Any, int, int], None]
@@ -225,19 +226,12 @@ def chart_text(cmp: dict[str, Any], width: int = 78, height: int = 16) -> str:
     draw = chart_draw(cmp)
     if draw is None:
         return ""
-    import plotext as plt
 
-    plt.terminal.limit(False, False)
-    f = plt.figure
-    f.clear()
-    try:
-        f.theme("colorless")
-        f.plot_size(width, height)
+    def draw_titled(f: Any) -> None:
         draw(f, width, height)
         f.title(chart_title(cmp))
-        return plt.uncolorize(f.build().string())
-    finally:
-        f.clear()
+
+    return text_plot(width, height, draw_titled)
 
 
 def svg_chart(cmp: dict[str, Any], width: int = 720, height: int = 360) -> str:

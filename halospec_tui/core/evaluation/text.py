@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from halospec_tui.core.tables import text_table
@@ -222,8 +222,6 @@ def set_integer_ticks(f: Any, axis: str, values: Sequence[float], most: int) -> 
 
 def k_tracking_plot(ev: dict[str, Any], mode: str, width: int = 100, height: int = 14) -> str:
     """A text plot of a controller's k by step (x) over the segments' oracle k (·)."""
-    import plotext as plt
-
     track = (ev.get("k_tracks") or {}).get(mode) or []
     if not track:
         return ""
@@ -238,12 +236,8 @@ def k_tracking_plot(ev: dict[str, Any], mode: str, width: int = 100, height: int
                 oracle.append(float(k))
         if seg["first_step"] > 1:
             bounds.append(seg["first_step"] - 0.5)
-    plt.terminal.limit(False, False)
-    f = plt.figure
-    f.clear()
-    try:
-        f.theme("colorless")
-        f.plot_size(width, height)
+
+    def draw(f: Any) -> None:
         if oracle:
             f.draw(f.signal(oracle[0::2], oracle[1::2], marker="·"))
         f.draw(f.signal(xs, [float(k) for k in track], marker="x"))
@@ -252,10 +246,25 @@ def k_tracking_plot(ev: dict[str, Any], mode: str, width: int = 100, height: int
         for b in sorted(set(bounds)):
             f.line(b, "v")
         f.title(f"{mode}: k by step (x), per-segment oracle k (·)")
-        out = plt.uncolorize(f.build().string())
+
+    return text_plot(width, height, draw)
+
+
+def text_plot(width: int, height: int, draw: Callable[[Any], None]) -> str:
+    """A plotext figure drawn by `draw`, as plain text (no colour) at exactly width x height:
+    plotext's figure is global, so it is cleared before and after."""
+    import plotext as plt
+
+    plt.terminal.limit(False, False)
+    f = plt.figure
+    f.clear()
+    try:
+        f.theme("colorless")
+        f.plot_size(width, height)
+        draw(f)
+        return plt.uncolorize(f.build().string())
     finally:
         f.clear()
-    return out
 
 
 def k_tracking_plots(ev: dict[str, Any], width: int = 100, height: int = 14) -> str:
