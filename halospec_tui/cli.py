@@ -676,6 +676,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, old)
     except profile_mod.ProfileError as e:
         return _fail(str(e), ExitCode.INPUT)
+    except BackendUnavailable as e:  # the first run's server never answered: nothing measured
+        return _fail(f"server not answering: {e.url} ({e.reason})", ExitCode.SERVER)
     if not result.get("runs"):
         return _fail("no evaluation run finished", ExitCode.ERROR)
     print()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from halospec_tui import modes as modes_mod
-from halospec_tui.backends.base import Backend, Reply
+from halospec_tui.backends.base import Backend, BackendUnavailable, Reply
 from halospec_tui.backends.factory import make_backend
 from halospec_tui.controllers.registry import NEW_CONTROLLERS
 from halospec_tui.core.evaluation.text import k_tracking_plots
@@ -204,6 +204,11 @@ def run_evaluation(
         try:
             session.start_backend()
             summary = session.run()
+        except BackendUnavailable as e:
+            if not evals:
+                raise  # nothing measured: the caller says which server, in one line
+            log(f"run {i + 1}: server not answering ({e.reason}); the finished runs are kept")
+            break
         finally:
             session.close()
         ev = summary.get("evaluation")

@@ -1,13 +1,15 @@
 """Prompts: what a request asks, its category, and the JSONL suites that hold many of them.
 
 A suite is a JSONL file (one object per line: `id`, `category`, `prompt`) or `builtin:NAME`,
-a suite shipped in halospec_tui/data/prompts/NAME.jsonl. The categories are defined here
+a suite shipped in halospec_tui/data/prompts/NAME.jsonl (NAME may be a pattern: `builtin:ngram-*`
+joins the suites it matches). The categories are defined here
 once; the profile, the scenario and the embedded engine (whose acceptance depends on them)
 read them from here.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -37,12 +39,16 @@ def builtin_suites() -> list[str]:
 def _read_suite(spec: str, key: str) -> tuple[str, str]:
     if spec.startswith("builtin:"):
         name = spec.split(":", 1)[1]
-        res = resources.files("halospec_tui") / "data" / "prompts" / f"{name}.jsonl"
-        if not res.is_file():
+        # a pattern joins suites: builtin:ngram-* is every n-gram suite, one category each,
+        # which is what a content-shift scenario across them needs
+        names = fnmatch.filter(builtin_suites(), name) if "*" in name else [name]
+        root = resources.files("halospec_tui") / "data" / "prompts"
+        if not names or not all((root / f"{n}.jsonl").is_file() for n in names):
             raise PromptsError(
-                f"{key}: no built-in suite {name!r} (expected one of: {', '.join(builtin_suites())})"
+                f"{key}: no built-in suite {name!r} (expected one of: {', '.join(builtin_suites())},"
+                " or a pattern such as ngram-*)"
             )
-        return res.read_text(encoding="utf-8"), spec
+        return "\n".join((root / f"{n}.jsonl").read_text(encoding="utf-8") for n in names), spec
     try:
         return textfile.read_text(spec, what="a JSONL prompt suite", limit=SUITE_LIMIT), spec
     except textfile.TextFileError as e:

@@ -226,3 +226,43 @@ def test_patched_binary_not_built_says_how(
     p = profile(fake, ["fixed_3"], "request", binary="patched")
     with pytest.raises(BackendUnavailable, match="halospec-tui build-server"):
         ManagedLlamaCppBackend(p).start()
+
+
+def test_a_start_that_dies_of_sigill_is_retried_without_repacked_kernels(
+    tmp_path: Path, fake: tuple[str, str]
+) -> None:
+    """llama.cpp's native build dies of SIGILL at start-up where the CPU reports AMX but its
+    worker threads may not use it (llama.cpp PR 26954). The stand-in binary does what such a
+    build does, until it is given --no-repack: the backend starts it again once with that
+    flag, says so, and the sweep runs."""
+    binary = tmp_path / "llama-server-amx"
+    binary.write_text(
+        '#!/bin/sh\ncase " $* " in *" --no-repack "*) ;; *) kill -ILL $$ ;; esac\n'
+        f'exec "{fake[0]}" "$@"\n'
+    )
+    binary.chmod(0o755)
+    p = profile((str(binary), fake[1]), ["fixed_1", "fixed_3"], "pool")
+    _, rec, pids, _ = run(p, tmp_path / "run")
+    ok = {e.row.mode for e in rec.of(StepResult) if e.row.success}
+    assert ok == {"fixed_1", "fixed_3"}
+    assert "illegal instruction" in rec.notices() and "--no-repack" in rec.notices()
+    starts = [
+        ln
+        for ln in (tmp_path / "run" / "llama-server-k1.log").read_text().splitlines()
+        if ln.startswith("$ ")
+    ]
+    assert len(starts) == 2 and "--no-repack" not in starts[0] and "--no-repack" in starts[1]
+    assert gone(pids)
+
+
+def test_a_start_that_dies_of_something_else_is_not_retried(
+    tmp_path: Path, fake: tuple[str, str]
+) -> None:
+    binary = tmp_path / "llama-server-broken"
+    binary.write_text("#!/bin/sh\necho 'error: unknown model format' >&2\nexit 1\n")
+    binary.chmod(0o755)
+    b = ManagedLlamaCppBackend(profile((str(binary), fake[1]), ["fixed_3"], "pool"))
+    with pytest.raises(BackendUnavailable) as err:
+        b.start()
+    b.close()
+    assert "unknown model format" in err.value.reason and "--no-repack" not in err.value.reason

@@ -273,3 +273,28 @@ def test_evaluate_command_rejects_bad_input(
     bad.write_text('[scenario]\nkind = "load_shift"\n', encoding="utf-8")
     assert main(["evaluate", "--profile", str(bad)]) == 2
     assert "scenario.kind" in capsys.readouterr().err
+
+
+def test_evaluate_says_in_one_line_when_the_server_never_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real closed port on loopback: exit 3 (the server's code), one line naming the URL,
+    no traceback, and no evaluation.json claiming a result."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens
+    prof = tmp_path / "p.toml"
+    prof.write_text(
+        "[backend]\n"
+        f'kind = "openai"\nurl = "http://127.0.0.1:{port}"\nhealth_timeout_s = 0.5\n'
+        '[scenario]\nkind = "stationary"\nsteps = 2\nfixed_k = [1]\n',
+        encoding="utf-8",
+    )
+    code = main(["evaluate", "--profile", str(prof), "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert f"127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "ev" / "evaluation.json").exists()

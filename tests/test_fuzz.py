@@ -536,6 +536,23 @@ def test_report_on_a_damaged_real_run(real_run: Path, data: st.DataObject) -> No
         _report_contract(o)
 
 
+@pytest.mark.parametrize("value", ["9.223372036854776e+18", "-1e300", "18446744073709551616"])
+def test_report_refuses_a_whole_number_too_large_to_count(real_run: Path, value: str) -> None:
+    """A counter no run reaches (a round of 2^63, found by CI's fuzzing) is one line, exit 2,
+    not an overflow deep in the bootstrap."""
+    with scratch() as d:
+        run = d / "run"
+        shutil.copytree(real_run, run)
+        rows = list(csv.reader(io.StringIO((real_run / "results.csv").read_text())))
+        rows[1][rows[0].index("round")] = value
+        buf = io.StringIO()
+        csv.writer(buf).writerows(rows)
+        (run / "results.csv").write_text(buf.getvalue())
+        o = run_in_process(["report", "--text", str(run)], d)
+        _report_contract(o)
+        assert o.code == 2 and "round" in o.err and "2^53" in o.err, o.err
+
+
 @SAMPLE
 @given(report_inputs())
 def test_report_inputs_as_a_child_process(content: bytes) -> None:

@@ -158,6 +158,7 @@ def test_not_toml_exits_2(tmp_path: Path) -> None:
     [
         (None, "request.prompts_file: suite.jsonl: file not found"),
         ("builtin:nope", "no built-in suite 'nope'"),
+        ("builtin:nope-*", "no built-in suite 'nope-*'"),
         ('{"id": "a", "prompt": "hi"}\n{"id": "b"\n', "suite.jsonl:2: not valid JSON"),
         ('{"id": "a", "category": "poetry", "prompt": "hi"}\n', "suite.jsonl:1: category"),
         ("\n\n", "expected at least one prompt line"),

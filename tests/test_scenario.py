@@ -158,6 +158,19 @@ def test_missing_categories_come_from_the_builtin_suites() -> None:
     assert sched.prompt_for("x", 3, 3).text.startswith(P.HALOSPEC_PROMPT)
 
 
+def test_a_suite_pattern_joins_the_ngram_suites_for_a_shift_across_them() -> None:
+    """builtin:ngram-* is every n-gram suite: a content shift json -> math (the list suite)
+    takes each segment's prompts from its own suite."""
+    p = P.Profile()
+    p.request.prompts_file = "builtin:ngram-*"
+    p.scenario = sc(kind="content_shift", categories=["json", "math"], shift_steps=[3])
+    prompts = load_prompts(p)
+    assert {q.category for q in prompts} == {"code", "json", "math", "prose"}
+    sched = S.scenario_prompts(PromptSchedule(prompts), p)
+    assert sched.prompt_for("x", 1, 1).id.startswith("json-transform-")
+    assert sched.prompt_for("x", 3, 3).id.startswith("list-")
+
+
 def test_no_scenario_keeps_the_schedule() -> None:
     p = P.Profile()
     base = PromptSchedule(load_prompts(p))

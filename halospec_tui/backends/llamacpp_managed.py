@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -155,6 +156,17 @@ def spec_args(settings: BackendSettings, k: int | None, draft_model: str) -> lis
 # --- one server -----------------------------------------------------------------------------------
 
 
+# A llama.cpp built for the machine (GGML_NATIVE, the default) uses Intel AMX where the CPU
+# reports it, but it asks Linux for AMX tile state on its main thread only: its worker threads
+# then die of SIGILL at the first tile instruction (llama.cpp pull request 26954, open; seen
+# on a Sapphire Rapids VM, during the warm-up matmul at start-up). `--no-repack` keeps the
+# weights out of the AMX (and repacked) buffer types, so no tile instruction runs. It is
+# added only after a start died of SIGILL (as the guard reports it: -4, 128+4 or 256-4):
+# where AMX works, the repacked kernels stay.
+NO_REPACK = "--no-repack"
+SIGILL_CODES = (-signal.SIGILL, 128 + signal.SIGILL, 256 - signal.SIGILL)
+
+
 class LlamaServer:
     """One llama-server under the guard process, logging to a file."""
 
@@ -183,6 +195,8 @@ class LlamaServer:
         self.server_pid: int | None = None
         self.started_s: float | None = None
         self._log: IO[bytes] | None = None
+        # set when the first start died of an illegal instruction (see start)
+        self.no_repack = False
 
     def command(self, port: int) -> list[str]:
         s = self.settings
@@ -205,6 +219,8 @@ class LlamaServer:
         if s.threads:
             cmd += ["--threads", str(s.threads)]
         cmd += spec_args(s, self.k if self.k is not None else self.draft_max, draft)
+        if self.no_repack and NO_REPACK not in s.extra_args:
+            cmd.append(NO_REPACK)
         return cmd + list(s.extra_args)
 
     def start(self, timeout: float) -> str:
@@ -228,14 +244,21 @@ class LlamaServer:
             try:
                 self._wait_healthy(t0 + timeout)
             except BackendUnavailable as e:
+                died_of_sigill = self.exit_code() in SIGILL_CODES
                 self.stop()
                 if attempt < 2 and "bind" in self.log_tail(5).lower():
                     continue  # somebody took the port between our probe and its bind
+                if attempt < 2 and died_of_sigill and not self.no_repack:
+                    self.no_repack = True  # see NO_REPACK
+                    continue
                 raise e
             self.started_s = time.monotonic() - t0
             self.server_pid = self._find_server_pid()
             return self.url
         raise AssertionError("unreachable")
+
+    def exit_code(self) -> int | None:
+        return self.child.popen.returncode if self.child is not None else None
 
     def _wait_healthy(self, deadline: float) -> None:
         last = "no answer"
@@ -303,6 +326,7 @@ class LlamaServer:
             "guard_pid": self.child.pid if self.child else None,
             "log": str(self.log_path),
             "start_s": round(self.started_s, 2) if self.started_s is not None else None,
+            "no_repack": self.no_repack,
         }
 
 
@@ -470,6 +494,12 @@ class ManagedLlamaCppBackend(OpenAICompatBackend):
             f"started llama-server ({what}, {b.spec_type}) at {srv.url} "
             f"in {srv.started_s:.1f} s; log {srv.log_path}",
         )
+        if srv.no_repack:
+            self.notice(
+                "warning",
+                "llama-server died of an illegal instruction at start-up (llama.cpp's AMX "
+                f"kernels on a CPU or VM that does not allow them); restarted with {NO_REPACK}",
+            )
         self.url = srv.url
         return srv
 

@@ -162,6 +162,9 @@ class ResultsWriter:
 # --- reading back ---------------------------------------------------------------------------
 
 
+INT_LIMIT = 2**53  # the largest whole number a float (and so a CSV number) holds exactly
+
+
 def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
     if raw == "":
         return field.default if field.default is not dataclasses.MISSING else None
@@ -176,6 +179,8 @@ def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
         if tp.startswith("int"):
             if x != int(x):
                 raise ValueError(f"expected a whole number, got {raw[:40]!r}")
+            if abs(x) > INT_LIMIT:  # a counter no run reaches; numpy's int64 arrays overflow
+                raise ValueError(f"expected a whole number below 2^53, got {raw[:40]!r}")
             return int(x)
         return x
     return raw
