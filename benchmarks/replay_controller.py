@@ -13,7 +13,9 @@ RUN_DIR: a `halospec-tui evaluate --out DIR` run folder (with results.csv), e.g.
 DIR/run-1 (its profile.toml sets the controller up). Prints, per run, the whole-run tokens/s
 over the best fixed k (no controller overhead: the replay does not time it), each phase's
 settled tokens/s over that phase's oracle fixed k (scored by the evaluation's own code, so
-the same segments and settling as `evaluate`), and the share of steps at each k.
+the same segments and settling as `evaluate`), and the share of steps at each k. Where the
+run measured only some k (scenario.fixed_k), a k the controller asks for that has no trace
+is played as the nearest measured k: an approximation, said in the k shares printed.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def replay(
     played: list[int] = []
     rows = [trace[(k, s)] for k in ks_fixed for s in steps]
     for s in steps:
-        k = min(max(ctl.decide().k, ks_fixed[0]), ks_fixed[-1])
+        asked = ctl.decide().k
+        # a run with scenario.fixed_k a subset of 1..8 has no trace for some k: the nearest
+        # measured one answers (the lower on a tie), and the controller is told the k it got
+        k = min(ks_fixed, key=lambda m: (abs(m - asked), m))
         played.append(k)
         row = trace[(k, s)]
         ctl.observe(Observation.of(k, row, row.category))
