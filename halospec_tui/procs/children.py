@@ -30,6 +30,7 @@ from halospec_tui.procs.parent import POLL_S, parent_gone
 
 _children: set[Child] = set()
 _lock = threading.Lock()
+_spawned = 0  # children started so far: who keeps a list of our processes knows it is stale
 
 
 class Child:
@@ -93,9 +94,16 @@ def spawn(
         close_fds=True,
     )
     child = Child(popen, name)
+    global _spawned
     with _lock:
         _children.add(child)
+        _spawned += 1
     return child
+
+
+def spawned() -> int:
+    """How many children spawn() has started in this process (a cheap staleness check)."""
+    return _spawned
 
 
 def python_child_cmd(module: str, *args: str) -> list[str]:
