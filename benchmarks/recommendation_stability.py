@@ -233,8 +233,9 @@ def recompute(out: Path) -> dict[str, Any]:
             s = summarize_rows(load_rows(run / "results.csv"), P.load(run / "profile.toml"))
             return s["recommendation"]
 
-        truth = rec_of(ref)["mode"]
-        entry: dict[str, Any] = {"reference": {"mode": truth, "tied": rec_of(ref)["tied"]}}
+        ref_rec = rec_of(ref)
+        truth = ref_rec["mode"]
+        entry: dict[str, Any] = {"reference": {"mode": truth, "tied": ref_rec["tied"]}}
         print(f"== {name}: reference {truth}", flush=True)
         labels = sorted(
             {p.name[len(name) + 1 :].rsplit("-", 1)[0] for p in out.glob(f"{name}-*-[0-9]*")}
