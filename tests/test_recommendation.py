@@ -252,3 +252,25 @@ def test_a_mode_with_too_few_clean_steps_is_not_ranked(tmp_path: object) -> None
     st = {s.mode: s for s in rec.standings}["fixed_2"]
     assert st.label == "not_ranked" and st.why == "too few clean steps (1 of 15; 14 contaminated)"
     assert rec.excluded_steps == 14
+
+
+def test_the_leader_is_chosen_on_the_rounds_every_mode_ran() -> None:
+    """The default profile runs the adaptive mode 15 rounds and each fixed k 10: rounds 11-15
+    hold the adaptive mode alone, under other conditions (here: a faster machine). The leader
+    is chosen on the 10 shared rounds, where fixed_3 is ahead, not on the adaptive mode's
+    own 15, and the reason says so."""
+    rng = np.random.default_rng(11)
+    shared = 500 * rng.lognormal(0, 0.02, 10)
+    rows = {
+        "fixed_3": rows_of(shared * 0.95 * rng.lognormal(0, 0.01, 10)),
+        "fixed_4": rows_of(shared * rng.lognormal(0, 0.01, 10)),
+        "adaptive": rows_of(
+            np.concatenate([shared * rng.lognormal(0, 0.01, 10), np.full(5, 300.0)]),
+            np.arange(15),
+        ),
+    }
+    rec = recommend(rows, seed=0)
+    assert rec.leader == "fixed_3", rec.reason
+    assert "k = 3 had the most tokens/s on the 10 rounds every mode ran" in rec.reason
+    alone = recommend({k: v for k, v in rows.items() if k != "adaptive"}, seed=0)
+    assert "rounds every mode ran" not in alone.reason  # same rounds: nothing to say

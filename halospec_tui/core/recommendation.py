@@ -201,9 +201,12 @@ def recommend(
     def better(a: float, b: float) -> bool:
         return a > b if m.higher_is_better else a < b
 
+    basis, shared_rounds = _leader_basis(
+        metric, data, [x for x in eligible if x in points], paired, sw
+    )
     leader = None
     for mode in eligible:
-        if mode in points and (leader is None or better(points[mode], points[leader])):
+        if mode in basis and (leader is None or better(basis[mode], basis[leader])):
             leader = mode
     assert leader is not None
     standings[leader].label = "best"
@@ -266,8 +269,9 @@ def recommend(
         **({"versus": versus} if versus else {}),
     }
     reason = _reason(
-        m, leader, standings, tied, closest, status, paired, margin, excluded_steps, len(tested)
-    )
+        m, leader, standings, tied, closest, status, paired, margin, excluded_steps, len(tested),
+        shared_rounds,
+    )  # fmt: skip
     pick, why_pick = pick_from_tie(tied, leader, standings, m.higher_is_better)
     if pick != leader:
         reason += f"; recommending {mode_name(pick)}: {why_pick}"
@@ -288,6 +292,30 @@ def recommend(
         eliminate=eliminate,
         margin=margin,
     )
+
+
+def _leader_basis(
+    metric: str,
+    data: Mapping[str, cf.ModeData],
+    ranked: list[str],
+    paired: bool,
+    sw: cf.ScoreWeights,
+) -> tuple[dict[str, float], int | None]:
+    """The point estimates the leader is chosen on, and how many shared rounds they cover
+    (None: each mode's own estimate). Paired by round, on the rounds every
+    ranked mode ran (at least 3): a mode with more steps than the others (the default
+    profile's adaptive mode, 15 against 10) otherwise led on rounds it ran alone, under other
+    conditions, while every paired comparison on the shared rounds put a fixed k ahead of it.
+    Unpaired, or with fewer shared rounds, each mode's own estimate."""
+    own = {x: v for x in ranked if (v := cf.point(metric, data[x], sw)) is not None}
+    if not paired or len(ranked) < 2:
+        return own, None
+    rounds = [set(data[x].rounds[data[x].ok].tolist()) for x in ranked]
+    common = set.intersection(*rounds)
+    if len(common) < 3 or all(len(r) == len(common) for r in rounds):
+        return own, None
+    shared = {x: v for x in ranked if (v := cf.point(metric, data[x].subset(common), sw))}
+    return (shared, len(common)) if shared else (own, None)
 
 
 PICK_WITHIN = 0.01  # pick_from_tie: how far below the fitted peak a smaller k may be
@@ -439,6 +467,7 @@ def _reason(
     margin: float,
     excluded: int,
     comparisons: int = 1,
+    shared_rounds: int | None = None,
 ) -> str:
     name = mode_name(leader)
     direction = ("more", "less") if m.higher_is_better else ("lower", "higher")
@@ -486,6 +515,7 @@ def _reason(
         f"{names} are {what}"
         + (f" ({'; '.join(spans)} {m.label} vs {name}, 95 % CI)" if spans else "")
         + f"; {name} had the {'most' if m.higher_is_better else 'best'} {m.label}"
+        + (f" on the {shared_rounds} rounds every mode ran" if shared_rounds else "")
         + f"{star_note}{how}{tail}"
     )
 
