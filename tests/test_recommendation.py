@@ -98,6 +98,12 @@ def test_not_applied_mode_is_never_recommended_even_when_fastest() -> None:
     assert "draft length not applied" in nothing.reason
 
 
+def _eight_equal_modes(rng: np.random.Generator) -> dict:
+    """fixed_1..fixed_8 drawn alike: 25 rounds, a drift shared within each round."""
+    shared = rng.lognormal(0, 0.1, 25)
+    return {f"fixed_{k}": rows_of(500 * shared * rng.lognormal(0, 0.1, 25)) for k in range(1, 9)}
+
+
 def test_holm_keeps_the_family_error_rate_with_many_equal_modes() -> None:
     """Eight equal modes: comparing each with the leader unadjusted calls some mode worse in
     about half of the runs (the leader is the luckiest of eight), with Holm alone in about 13 %;
@@ -105,11 +111,7 @@ def test_holm_keeps_the_family_error_rate_with_many_equal_modes() -> None:
     rng = np.random.default_rng(5)
     false_alarms = 0
     for t in range(100):
-        shared = rng.lognormal(0, 0.1, 25)
-        rows = {
-            f"fixed_{k}": rows_of(500 * shared * rng.lognormal(0, 0.1, 25)) for k in range(1, 9)
-        }
-        rec = recommend(rows, seed=t, replicates=1000)
+        rec = recommend(_eight_equal_modes(rng), seed=t, replicates=1000)
         false_alarms += any(s.label == "worse" for s in rec.standings)
     assert false_alarms <= 10, false_alarms
 
@@ -122,11 +124,7 @@ def test_a_tied_mode_whose_own_interval_excludes_zero_is_explained() -> None:
     rng = np.random.default_rng(5)
     explained = 0
     for t in range(60):
-        shared = rng.lognormal(0, 0.1, 25)
-        rows = {
-            f"fixed_{k}": rows_of(500 * shared * rng.lognormal(0, 0.1, 25)) for k in range(1, 9)
-        }
-        rec = recommend(rows, seed=t, replicates=1000)
+        rec = recommend(_eight_equal_modes(rng), seed=t, replicates=1000)
         apart = [
             s.mode
             for s in rec.standings
