@@ -20,8 +20,7 @@ from typing import Any
 
 import psutil
 
-from halospec_tui.procs import children as children_mod
-from halospec_tui.procs.children import Child, python_child_cmd, spawn
+from halospec_tui.procs.children import Child, python_child_cmd, spawn, spawned
 
 log = logging.getLogger(__name__)
 
@@ -327,8 +326,8 @@ class ForeignCpu:
         # listed again every refresh_s, and at once when this process has started a child
         # since (a burner the load key starts is ours from its first tick, not someone
         # else's job for up to refresh_s: measured, 11 steps of a scheduled load flagged)
-        if now - self._procs_at >= self._refresh or children_mod.spawned() != self._spawns:
-            self._spawns = children_mod.spawned()
+        if now - self._procs_at >= self._refresh or spawned() != self._spawns:
+            self._spawns = spawned()
             procs: dict[int, psutil.Process] = {}
             with contextlib.suppress(psutil.Error):
                 procs.update((p.pid, p) for p in self._me.children(recursive=True))

@@ -201,9 +201,7 @@ def recommend(
     def better(a: float, b: float) -> bool:
         return a > b if m.higher_is_better else a < b
 
-    basis, shared_rounds = _leader_basis(
-        metric, data, [x for x in eligible if x in points], paired, sw
-    )
+    basis, shared_rounds = _leader_basis(metric, data, points, paired, sw)
     leader = None
     for mode in eligible:
         if mode in basis and (leader is None or better(basis[mode], basis[leader])):
@@ -297,7 +295,7 @@ def recommend(
 def _leader_basis(
     metric: str,
     data: Mapping[str, cf.ModeData],
-    ranked: list[str],
+    own: dict[str, float],
     paired: bool,
     sw: cf.ScoreWeights,
 ) -> tuple[dict[str, float], int | None]:
@@ -306,15 +304,18 @@ def _leader_basis(
     ranked mode ran (at least 3): a mode with more steps than the others (the default
     profile's adaptive mode, 15 against 10) otherwise led on rounds it ran alone, under other
     conditions, while every paired comparison on the shared rounds put a fixed k ahead of it.
-    Unpaired, or with fewer shared rounds, each mode's own estimate."""
-    own = {x: v for x in ranked if (v := cf.point(metric, data[x], sw)) is not None}
+    Unpaired, or with fewer shared rounds, each mode's own estimate (`own`: the ranked
+    modes' point estimates)."""
+    ranked = list(own)
     if not paired or len(ranked) < 2:
         return own, None
     rounds = [set(data[x].rounds[data[x].ok].tolist()) for x in ranked]
     common = set.intersection(*rounds)
     if len(common) < 3 or all(len(r) == len(common) for r in rounds):
         return own, None
-    shared = {x: v for x in ranked if (v := cf.point(metric, data[x].subset(common), sw))}
+    shared = {
+        x: v for x in ranked if (v := cf.point(metric, data[x].subset(common), sw)) is not None
+    }
     return (shared, len(common)) if shared else (own, None)
 
 
@@ -367,8 +368,7 @@ def pick_from_tie(
         y = math.log(est.value) if higher_is_better else -math.log(est.value)
         pts.append((k, y, 1.0 / max(spread, 1e-3) ** 2))
     fit = _quadratic_fit(pts)
-    peak = _peak(fit)
-    if fit is None or peak is None:
+    if fit is None:
         best = (
             leader
             if mode_k(leader) is not None
@@ -376,7 +376,7 @@ def pick_from_tie(
         )
         return best, "" if best == leader else "a fixed k tied with the adaptive leader"
     lo, hi = min(ks), max(ks)
-    peak = min(max(peak, lo), hi)
+    peak = min(max(_peak(fit), lo), hi)
     top = _curve(fit, peak)
     # the smallest tied k the curve puts within PICK_WITHIN of its peak: near the peak the
     # curve is flat, so "the k nearest the peak" flips between neighbours from run to run
@@ -423,9 +423,9 @@ def _quadratic_fit(pts: list[tuple[int, float, float]]) -> tuple[float, float, f
     return float(coef[0]), float(coef[1]), float(coef[2])
 
 
-def _peak(fit: tuple[float, float, float] | None) -> float | None:
-    """The k where the fitted curve peaks."""
-    return None if fit is None else math.exp(-fit[1] / (2 * fit[0]))
+def _peak(fit: tuple[float, float, float]) -> float:
+    """The k where the fitted (concave) curve peaks."""
+    return math.exp(-fit[1] / (2 * fit[0]))
 
 
 def _curve(fit: tuple[float, float, float], k: float) -> float:
